@@ -157,34 +157,35 @@ def _name_list(var_names: Any, *, unique: bool = True) -> list[str]:
     )
 
 
-def _unpack(var_names: Any, data: Any, *, rows: bool = True) -> list[tuple[str, np.ndarray]]:
+def _unpack(
+    var_names: Any, data: Any, *, rows: bool = True, split_axis: int = 1
+) -> list[tuple[str, np.ndarray]]:
     """Pair each variable with its array following the shape convention.
 
-    ``rows=False`` is for a write at an int index: the row axis is absent, so a tuple's
-    variables are split on axis 0 instead of axis 1.
+    ``rows=False`` (partial writes) allows data without a row axis, to be broadcast;
+    ``split_axis`` is where a tuple's variables are (0 for a write at an int index, where
+    the row axis is absent).
     """
     names = _name_list(var_names)
     if isinstance(var_names, str):
         return [(names[0], _as_array(data, repr(var_names), rows=rows))]
     if isinstance(var_names, tuple):
         array = _as_array(data, repr(var_names), rows=rows)
-        axis = 1 if rows else 0
-        if array.ndim <= axis or array.shape[axis] != len(names):
-            expected = f"(N, {len(names)}, ...)" if rows else f"({len(names)}, ...)"
+        if array.ndim <= split_axis or array.shape[split_axis] != len(names):
+            expected = f"(N, {len(names)}, ...)" if split_axis else f"({len(names)}, ...)"
             raise ValueError(
                 f"var_names {var_names!r} (a tuple) takes data of shape {expected}, split on "
-                f"axis {axis}; got shape {array.shape}"
+                f"axis {split_axis}; got shape {array.shape}"
             )
-        lead = (slice(None),) * axis
+        lead = (slice(None),) * split_axis
         return [(name, array[(*lead, i)]) for i, name in enumerate(names)]
     if not isinstance(data, list | tuple) or len(data) != len(names):
         got = f"{len(data)} items" if isinstance(data, list | tuple) else type(data).__name__
         raise ValueError(
             f"var_names {var_names!r} (a list) takes a list of {len(names)} arrays; got {got}"
         )
-    return [
-        (name, _as_array(d, repr(name), rows=rows)) for name, d in zip(names, data, strict=True)
-    ]
+    pairs = zip(names, data, strict=True)
+    return [(name, _as_array(d, repr(name), rows=rows)) for name, d in pairs]
 
 
 def _route(lengths: list[int], index: slice | int | np.ndarray) -> list[tuple[int, Any, Any]]:
@@ -401,7 +402,8 @@ class StoreGate:
                 f"phase={spec.describe()}"
             )
         ops = []
-        for var_name, array in _unpack(var_names, data, rows=not is_int(index)):
+        split_axis = 0 if is_int(index) else 1
+        for var_name, array in _unpack(var_names, data, rows=False, split_axis=split_axis):
             ops.extend(self._plan_partial(data_id, var_name, array, spec.name, index))
         self._apply(data_id, ops, mode)
 
