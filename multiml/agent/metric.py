@@ -363,19 +363,25 @@ class BaseMetric(ABC):
         finally:
             if switch:
                 storegate.set_data_id(previous_id)
+        where = f"in phase {self.phase!r} (data_id {self._data_id_label()})"
         if mask is not None:
             for use, array in arrays.items():
                 if len(array) != len(mask):
                     raise ValueError(
                         f"{type(self).__name__}: {ACTIVE_VAR_NAME!r} has {len(mask)} rows but "
-                        f"{self._var_name(use)!r} has {len(array)} in phase {self.phase!r}"
+                        f"{self._var_name(use)!r} has {len(array)} {where}"
                     )
+            if not mask.any():
+                raise ValueError(
+                    f"{type(self).__name__}: no rows to evaluate {where}: all {len(mask)} rows "
+                    f"have {ACTIVE_VAR_NAME} == 0"
+                )
             arrays = {use: array[mask] for use, array in arrays.items()}
         for use, array in arrays.items():
             if len(array) == 0:
                 raise ValueError(
-                    f"{type(self).__name__}: no active rows of {self._var_name(use)!r} to "
-                    f"evaluate in phase {self.phase!r} (data_id {self._data_id_label()})"
+                    f"{type(self).__name__}: no rows to evaluate {where}: "
+                    f"{self._var_name(use)!r} is empty"
                 )
         return arrays.get("pred"), arrays.get("true")
 
@@ -404,8 +410,8 @@ class BaseMetric(ABC):
         return array
 
     def _active_mask(self, storegate: Any) -> np.ndarray | None:
-        phases = PHASES if self.phase == _ALL_PHASE else (self.phase,)
-        if not all(ACTIVE_VAR_NAME in storegate.get_var_names(phase) for phase in phases):
+        # for 'all', the store itself insists that 'active' exists in every phase with rows
+        if ACTIVE_VAR_NAME not in storegate.get_var_names(self.phase):
             return None
         active = np.asarray(storegate.get_data(ACTIVE_VAR_NAME, self.phase))
         if active.ndim == 2 and active.shape[1] == 1:
