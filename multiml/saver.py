@@ -13,8 +13,9 @@ then on disk; ``save()`` moves everything in memory to disk.
 
 On disk every key is one file in ``save_dir``: ``<key>.npy`` for a numpy array, else
 ``<key>.json`` (JSON with tagged objects for what JSON lacks: tuples, numpy scalars and
-arrays, non-str dict keys, sets, bytes, complex numbers), the key percent-quoted into a
-file name. Every write goes to a temporary file in the same directory and is renamed over
+arrays, non-str dict keys, sets, bytes, complex numbers; NaN and infinities use the
+``NaN``/``Infinity`` extension that Python's ``json`` reads), the key percent-quoted into
+a file name. Every write goes to a temporary file in the same directory and is renamed over
 the old file, so a crash leaves the old value or the new one, never a half-written file;
 keys are found by listing the directory, so several processes may write distinct keys
 into one ``save_dir`` at the same time. Model weights written by :meth:`Saver.dump_ml`
@@ -42,7 +43,7 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-__all__ = ["MODES", "Saver", "WriteLog"]
+__all__ = ["MODES", "KeySet", "Saver", "WriteLog"]
 
 logger = logging.getLogger(__name__)
 
@@ -514,7 +515,7 @@ class Saver:
             raise ValueError(f"key {name!r} does not hold a dump_ml record")
         result = dict(record)
         if name in self._memory and name in self._memory_models:
-            result["state_dict"] = dict(self._memory_models[name])
+            result["state_dict"] = _cpu_copy(self._memory_models[name])
         elif record["model_path"] is not None:
             import torch
 
@@ -553,9 +554,6 @@ class Saver:
         state = self.__dict__.copy()
         state["_logs"] = []  # tracking scopes belong to the process that opened them
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         where = "unset" if self._root is None else str(self._root)

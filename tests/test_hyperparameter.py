@@ -208,3 +208,13 @@ def test_mutable_sequence_values_count_as_a_list_of_candidates():
     hps = Hyperparameters(config)
     assert len(hps) == 4
     assert hps[3] == {"lr": 0.01, "shape": 4}
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import multiml.hyperparameter
+
+    result = doctest.testmod(multiml.hyperparameter)
+    assert result.attempted > 0
+    assert result.failed == 0

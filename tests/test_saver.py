@@ -25,6 +25,23 @@ def files(directory):
     return sorted(p.name for p in Path(directory).iterdir())
 
 
+@pytest.fixture
+def torch():
+    """torch, imported only by the tests that need it (spawned workers stay light)."""
+    return pytest.importorskip("torch")
+
+
+def make_linear(seed):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    model = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    return model
+
+
 # ---------------------------------------------------------------------- construction
 def test_top_level_export():
     assert TopLevelSaver is Saver
@@ -535,23 +552,6 @@ def test_track_writes_records_dump_ml_and_closes_on_error():
 
 
 # ---------------------------------------------------------------------- dump_ml / load_ml
-@pytest.fixture
-def torch():
-    """torch, imported only by the tests that need it (spawned workers stay light)."""
-    return pytest.importorskip("torch")
-
-
-def make_linear(seed):
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    model = torch.nn.Linear(3, 2)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator))
-    return model
-
-
 def test_importing_saver_does_not_import_torch():
     code = "import sys, multiml, multiml.saver; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -652,3 +652,23 @@ def test_load_ml_errors(torch, tmp_path):
     (tmp_path / saver["m"]["model_path"]).unlink()
     with pytest.raises(FileNotFoundError, match="key 'm' is missing"):
         saver.load_ml("m")
+
+
+def test_dict_mode_load_ml_returns_fresh_tensors_and_pickles(torch):
+    saver = Saver(mode="dict")
+    saver.dump_ml("m", model=make_linear(2))
+    first = saver.load_ml("m")["state_dict"]
+    first["weight"].zero_()  # in-place changes to a loaded copy stay local
+    assert torch.equal(saver.load_ml("m")["state_dict"]["weight"], make_linear(2).weight.detach())
+    restored = pickle.loads(pickle.dumps(saver))
+    assert torch.equal(restored.load_ml("m")["state_dict"]["bias"], make_linear(2).bias.detach())
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import multiml.saver
+
+    result = doctest.testmod(multiml.saver)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -384,3 +384,13 @@ def test_pickle_round_trip():
     assert restored.get_sorted_task_ids() == ts.get_sorted_task_ids()
     assert len(restored) == len(ts)
     assert ids(restored[17]) == ids(ts[17])
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import multiml.task_scheduler
+
+    result = doctest.testmod(multiml.task_scheduler)
+    assert result.attempted > 0
+    assert result.failed == 0
