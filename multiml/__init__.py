@@ -26,7 +26,14 @@ _EXPORTS = {
     "Hyperparameter": "multiml.hyperparameter",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    "Hyperparameter",
+    "Hyperparameters",
+    "Saver",
+    "StoreGate",
+    "TaskScheduler",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from multiml.hyperparameter import Hyperparameter, Hyperparameters

@@ -1,0 +1,5 @@
+"""Tasks: the candidate models of each step."""
+
+from multiml.task.basic import BaseTask, MLBaseTask
+
+__all__ = ["BaseTask", "MLBaseTask"]

@@ -1,0 +1,7 @@
+"""Framework-agnostic task classes."""
+
+from multiml.task.basic.base import BaseTask
+from multiml.task.basic.ml_base import MLBaseTask
+from multiml.task.basic.ml_model_connection import ModelConnectionTask
+
+__all__ = ["BaseTask", "MLBaseTask", "ModelConnectionTask"]

@@ -1,0 +1,410 @@
+"""MLBaseTask: a task that trains a model on StoreGate data and writes predictions back.
+
+``execute()`` runs compile → fit (when ``'train'`` is in ``phases``) → dump weights (when
+``save_weights``) → predict every phase and write ``output_var_names`` back to the
+StoreGate (when ``'test'`` is in ``phases``). Framework subclasses implement
+:meth:`MLBaseTask.fit` and :meth:`MLBaseTask.predict` and the ``compile_*`` hooks.
+
+Hyperparameter keys follow scikit-learn's ``step__param`` routing: ``model__k`` sets
+``model_args['k']``, likewise ``optimizer__``, ``scheduler__``, ``loss__`` (and any other
+``X__`` for which the task has an ``X_args`` dict).
+
+>>> task = MLBaseTask(var_names='x pred label', model_args={'layers': [4, 2]})
+>>> task.input_var_names, task.output_var_names, task.true_var_names
+('x', 'pred', 'label')
+>>> task.set_hps({'model__layers': [4, 8, 2], 'num_epochs': 3})
+{'model__layers': [4, 8, 2], 'num_epochs': 3}
+>>> task.model_args
+{'layers': [4, 8, 2]}
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from multiml import const
+from multiml.task.basic.base import BaseTask
+
+logger = logging.getLogger(__name__)
+
+VarNames = str | tuple[str, ...] | list[str] | None
+
+
+def parse_var_names(spec: VarNames) -> VarNames:
+    """Normalise one var-names entry: ``'a,b'`` becomes ``['a', 'b']``; others pass."""
+    if isinstance(spec, str) and "," in spec:
+        return [name.strip() for name in spec.split(",") if name.strip()]
+    if isinstance(spec, list | tuple):
+        return type(spec)(spec)
+    return spec
+
+
+def flatten_var_names(spec: VarNames) -> list[str]:
+    """Every variable name in a str / tuple / list var-names entry, in order."""
+    if spec is None:
+        return []
+    if isinstance(spec, str):
+        return [spec]
+    names: list[str] = []
+    for item in spec:
+        names.extend(flatten_var_names(item))
+    return names
+
+
+@dataclass
+class MLEnv:
+    """The compiled objects of an ML task (filled by the ``compile_*`` hooks)."""
+
+    model: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    loss: Any = None
+    loss_weights: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        """Forget every compiled object."""
+        self.model = self.optimizer = self.scheduler = self.loss = self.loss_weights = None
+        self.extras.clear()
+
+
+class MLBaseTask(BaseTask):
+    """Base class of tasks that fit a model and predict.
+
+    Args:
+        phases: phases this task runs, a subset of ``['train', 'valid', 'test']``
+            (default all three). ``'train'`` enables fitting (``'valid'`` enables
+            validation during fitting), ``'test'`` enables prediction + write-back.
+        input_var_names: StoreGate variables fed to the model (str, tuple = stacked on
+            axis 1, list = several inputs).
+        output_var_names: names under which predictions are written back.
+        save_var_names: subset of ``output_var_names`` to write back (default: all).
+        pred_var_names: subset of ``output_var_names`` compared with ``true_var_names``
+            by the loss (default: all outputs).
+        true_var_names: StoreGate variables holding the targets.
+        var_names: shortcut ``'input output true'`` (whitespace-separated; ``a,b`` gives a
+            list).
+        model, model_args: the model (a name, a class or an instance) and its arguments.
+        optimizer, optimizer_args, scheduler, scheduler_args, loss, loss_args: likewise.
+        max_patience: early-stopping patience in epochs on the validation loss (None:
+            no early stopping).
+        loss_weights: weights of several losses (framework specific).
+        load_weights: load weights before training: ``True`` (this task's unique id) or a
+            Saver key.
+        save_weights: dump weights after training: ``True`` (this task's unique id) or a
+            Saver key.
+        metrics: per-epoch metrics (names or callables); default ``['loss']``.
+        num_epochs: training epochs.
+        batch_size: an int, a per-phase dict, or ``{'type': 'equal_length', 'length': L}``.
+        num_workers: data-loading worker processes (framework specific).
+        verbose: ``None`` (progress bars when the logger is at DEBUG), 0 or 1.
+    """
+
+    def __init__(
+        self,
+        phases: Sequence[str] | None = None,
+        input_var_names: VarNames = None,
+        output_var_names: VarNames = None,
+        save_var_names: VarNames = None,
+        pred_var_names: VarNames = None,
+        true_var_names: VarNames = None,
+        var_names: str | None = None,
+        model: Any = None,
+        model_args: dict[str, Any] | None = None,
+        optimizer: Any = None,
+        optimizer_args: dict[str, Any] | None = None,
+        scheduler: Any = None,
+        scheduler_args: dict[str, Any] | None = None,
+        loss: Any = None,
+        loss_args: dict[str, Any] | None = None,
+        max_patience: int | None = None,
+        loss_weights: Any = None,
+        load_weights: bool | str = False,
+        save_weights: bool | str = False,
+        metrics: Sequence[str | Callable[..., Any]] | None = None,
+        num_epochs: int = 10,
+        batch_size: int | dict[str, Any] = 64,
+        num_workers: int = 0,
+        verbose: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if var_names is not None:
+            parts = var_names.split()
+            if len(parts) != 3:
+                raise ValueError(
+                    f"var_names={var_names!r}: expected three whitespace-separated entries "
+                    "'input output true' (use 'a,b' inside an entry for several variables)"
+                )
+            input_var_names, output_var_names, true_var_names = parts
+        self._phases = self._check_phases(phases)
+        self._input_var_names = parse_var_names(input_var_names)
+        self._output_var_names = parse_var_names(output_var_names)
+        self._save_var_names = parse_var_names(save_var_names)
+        self._pred_var_names = parse_var_names(pred_var_names)
+        self._true_var_names = parse_var_names(true_var_names)
+        self._model = model
+        self._model_args = dict(model_args or {})
+        self._optimizer = optimizer
+        self._optimizer_args = dict(optimizer_args or {})
+        self._scheduler = scheduler
+        self._scheduler_args = dict(scheduler_args or {})
+        self._loss = loss
+        self._loss_args = dict(loss_args or {})
+        self._max_patience = max_patience
+        self._loss_weights = copy.copy(loss_weights)
+        self._load_weights = load_weights
+        self._save_weights = save_weights
+        self._metrics = list(metrics) if metrics is not None else ["loss"]
+        self._num_epochs = num_epochs
+        self._batch_size = copy.copy(batch_size)
+        self._num_workers = num_workers
+        self._verbose = verbose
+        self.ml = MLEnv()
+        self.history: dict[str, list[dict[str, float]]] | None = None
+
+    @staticmethod
+    def _check_phases(phases: Sequence[str] | None) -> list[str]:
+        if phases is None:
+            return list(const.PHASES)
+        if isinstance(phases, str):
+            phases = [phases]
+        unknown = [p for p in phases if p not in const.PHASES]
+        if unknown:
+            raise ValueError(f"phases={list(phases)!r}: unknown {unknown}; allowed: {const.PHASES}")
+        return list(phases)
+
+    # ------------------------------------------------------------ var names
+    @property
+    def phases(self) -> list[str]:
+        """Phases this task runs."""
+        return self._phases
+
+    @phases.setter
+    def phases(self, phases: Sequence[str] | None) -> None:
+        self._phases = self._check_phases(phases)
+
+    @property
+    def input_var_names(self) -> VarNames:
+        """StoreGate variables fed to the model."""
+        return self._input_var_names
+
+    @input_var_names.setter
+    def input_var_names(self, value: VarNames) -> None:
+        self._input_var_names = parse_var_names(value)
+
+    @property
+    def output_var_names(self) -> VarNames:
+        """Names under which predictions are written back."""
+        return self._output_var_names
+
+    @output_var_names.setter
+    def output_var_names(self, value: VarNames) -> None:
+        self._output_var_names = parse_var_names(value)
+
+    @property
+    def save_var_names(self) -> VarNames:
+        """Outputs written back to the StoreGate (default: all outputs)."""
+        if self._save_var_names is None:
+            return self._output_var_names
+        return self._save_var_names
+
+    @save_var_names.setter
+    def save_var_names(self, value: VarNames) -> None:
+        self._save_var_names = parse_var_names(value)
+
+    @property
+    def pred_var_names(self) -> VarNames:
+        """Outputs compared with the targets (default: all outputs)."""
+        if self._pred_var_names is None:
+            return self._output_var_names
+        return self._pred_var_names
+
+    @pred_var_names.setter
+    def pred_var_names(self, value: VarNames) -> None:
+        self._pred_var_names = parse_var_names(value)
+
+    @property
+    def true_var_names(self) -> VarNames:
+        """StoreGate variables holding the targets."""
+        return self._true_var_names
+
+    @true_var_names.setter
+    def true_var_names(self, value: VarNames) -> None:
+        self._true_var_names = parse_var_names(value)
+
+    # --------------------------------------------------- hyperparameter args
+    @property
+    def model_args(self) -> dict[str, Any]:
+        """Keyword arguments of the model."""
+        return self._model_args
+
+    @property
+    def optimizer_args(self) -> dict[str, Any]:
+        """Keyword arguments of the optimizer."""
+        return self._optimizer_args
+
+    @property
+    def scheduler_args(self) -> dict[str, Any]:
+        """Keyword arguments of the learning-rate scheduler."""
+        return self._scheduler_args
+
+    @property
+    def loss_args(self) -> dict[str, Any]:
+        """Keyword arguments of the loss."""
+        return self._loss_args
+
+    @property
+    def num_epochs(self) -> int:
+        """Training epochs."""
+        return self._num_epochs
+
+    @property
+    def batch_size(self) -> int | dict[str, Any]:
+        """Batch size specification."""
+        return self._batch_size
+
+    def _hp_target(self, key: str) -> tuple[str, str | None]:
+        prefix, sep, sub = key.partition("__")
+        if sep and sub and isinstance(getattr(self, f"_{prefix}_args", None), dict):
+            return f"_{prefix}_args", sub
+        return super()._hp_target(key)
+
+    def _hp_key_hint(self) -> str:
+        routed = sorted(
+            key[1:-5] + "__<arg>"
+            for key, value in vars(self).items()
+            if key.startswith("_") and key.endswith("_args") and isinstance(value, dict)
+        )
+        return f"; routed: {', '.join(routed)}" if routed else ""
+
+    # --------------------------------------------------------------- compile
+    def compile(self) -> None:
+        """Check the variables and build model, optimizer, scheduler and loss afresh."""
+        self.ml.clear()
+        self.compile_var_names()
+        self.compile_model()
+        self.compile_optimizer()
+        self.compile_loss()
+
+    def compile_var_names(self) -> None:
+        """Check that the inputs and targets this task needs exist in the StoreGate.
+
+        Raises:
+            KeyError: a variable is missing; the message names this step and subtask, the
+                variable, the phase and what the store holds.
+        """
+        if self._storegate is None:
+            return
+        needed = flatten_var_names(self._input_var_names)
+        if "train" in self._phases:
+            needed += flatten_var_names(self._true_var_names)
+        for phase in self._data_phases():
+            available = self._storegate.get_var_names(phase)
+            missing = [name for name in needed if name not in available]
+            if missing:
+                who = f"step {self._task_id!r} subtask {self._subtask_id or self.name!r}"
+                raise KeyError(
+                    f"{who} needs variable(s) {missing} in phase {phase!r}, but the StoreGate "
+                    f"(data_id={self._storegate.data_id!r}) holds {sorted(available)}. "
+                    "Is an earlier step's output_var_names spelled the same way?"
+                )
+
+    def _data_phases(self) -> list[str]:
+        """Phases this task reads, among those present in the StoreGate."""
+        wanted = set(self._phases)
+        if "test" in wanted:  # prediction writes every phase back
+            wanted.update(const.PHASES)
+        present = set(self._storegate.get_metadata().get("sizes", {})) if self._storegate else set()
+        return [p for p in const.PHASES if p in wanted and (not present or p in present)]
+
+    def compile_model(self) -> None:
+        """Build ``self.ml.model`` (framework subclasses)."""
+
+    def compile_optimizer(self) -> None:
+        """Build ``self.ml.optimizer`` and ``self.ml.scheduler`` (framework subclasses)."""
+
+    def compile_loss(self) -> None:
+        """Build ``self.ml.loss`` (framework subclasses)."""
+
+    # ------------------------------------------------------------- execution
+    def execute(self) -> None:
+        """Compile → fit → dump weights → predict every phase and write back."""
+        self.compile()
+        if self._load_weights:
+            self.load_model()
+        if const.TRAIN in self._phases:
+            self.history = self.fit()
+        if self._save_weights:
+            self.dump_model()
+        if const.TEST in self._phases:
+            self.predict_update()
+
+    def fit(self) -> dict[str, list[dict[str, float]]]:
+        """Train on the ``'train'`` phase; return per-epoch metrics per phase."""
+        raise NotImplementedError(f"{type(self).__name__} must implement fit()")
+
+    def predict(self, phase: str = const.TEST) -> Any:
+        """Predict one phase, rows in store order."""
+        raise NotImplementedError(f"{type(self).__name__} must implement predict()")
+
+    def predict_update(self, phases: Sequence[str] | None = None) -> None:
+        """Predict each phase present in the StoreGate and write ``save_var_names`` back."""
+        if self._output_var_names is None:
+            raise ValueError(
+                f"{self.name}: output_var_names is not set, so predictions have nowhere to go"
+            )
+        preds = {phase: self.predict(phase=phase) for phase in phases or self._present_phases()}
+        for phase, pred in preds.items():
+            self._storegate.update_data(
+                self.save_var_names, self._select_saved(pred), phase=phase, do_compile=False
+            )
+        self._storegate.compile()
+
+    def _present_phases(self) -> list[str]:
+        sizes = self._storegate.get_metadata().get("sizes", {})
+        return [p for p in const.PHASES if sizes.get(p, 0) > 0]
+
+    def _select_saved(self, pred: Any) -> Any:
+        """Pick the ``save_var_names`` outputs out of a prediction of every output."""
+        outputs, saved = self._output_var_names, self.save_var_names
+        if saved == outputs or not isinstance(outputs, list):
+            return pred
+        saved_list = saved if isinstance(saved, list) else [saved]
+        picked = [pred[outputs.index(name)] for name in saved_list]
+        return picked if isinstance(saved, list) else picked[0]
+
+    def get_input_true_data(self, phase: str) -> tuple[Any, Any]:
+        """``(inputs, targets)`` of a phase as stored (targets None when not configured)."""
+        inputs = self._storegate.get_data(self._input_var_names, phase)
+        trues = None
+        if self._true_var_names is not None:
+            trues = self._storegate.get_data(self._true_var_names, phase)
+        return inputs, trues
+
+    # --------------------------------------------------------------- weights
+    def _weights_key(self, flag: bool | str) -> str:
+        return flag if isinstance(flag, str) else self.get_unique_id()
+
+    def dump_model(self, extra_args: dict[str, Any] | None = None) -> None:
+        """Dump the model weights to the Saver (key: ``save_weights`` or the unique id)."""
+        if self._saver is None:
+            raise ValueError(f"{self.name}: save_weights is set but no saver is attached")
+        kwargs = dict(extra_args or {})
+        self._saver.dump_ml(
+            self._weights_key(self._save_weights),
+            ml_type=self.ml_type,
+            model=self.ml.model,
+            **kwargs,
+        )
+
+    def load_model(self) -> None:
+        """Load weights from the Saver (key: ``load_weights`` or the unique id)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot load weights")
+
+    ml_type = "none"
+    """Framework name recorded with dumped weights."""
