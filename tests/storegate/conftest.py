@@ -9,7 +9,7 @@ import pytest
 
 from multiml import StoreGate
 
-BACKENDS = ["numpy"]
+BACKENDS = ["numpy", "zarr"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -236,3 +236,24 @@ def test_transforms_of_missing_variables(filled):
         filled.astype("nope", "f4", phase="all")
     with pytest.raises(KeyError, match="'nope'"):
         filled.argmax("nope", axis=1)
+
+
+def test_index_array_write_with_repeated_rows_keeps_the_last(filled):
+    filled.update_data("y", np.array([10, 20, 30]), index=np.array([1, 4, 1]))
+    np.testing.assert_array_equal(filled.get_data("y"), [0, 30, 2, 3, 20, 5])
+
+
+@pytest.mark.filterwarnings("ignore:The data type .* does not have a Zarr V3 specification")
+def test_fixed_size_strings(sg):
+    sg.add_data("name", np.array(["a", "bb", "ccc"]))
+    sg.add_data("name", np.array(["dddd"]))  # promotes <U3 to <U4
+    sg.compile()
+    np.testing.assert_array_equal(sg.get_data("name"), ["a", "bb", "ccc", "dddd"])
+
+
+def test_append_without_a_common_dtype_is_an_error(sg, snapshot):
+    sg.add_data("when", np.array(["2020-01-01", "2021-06-30"], dtype="M8[D]"))
+    before = snapshot(sg)
+    with pytest.raises(TypeError, match="cannot append data of dtype int64 to variable 'when'"):
+        sg.add_data("when", np.array([1]))
+    assert snapshot(sg) == before
