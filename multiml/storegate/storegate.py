@@ -269,6 +269,11 @@ class StoreGate:
         return self._backend_name
 
     @property
+    def output_dir(self) -> str | None:
+        """Directory of the zarr store (``zarr``/``hybrid``; ``None`` for ``numpy``)."""
+        return getattr(self._backend, "output_dir", None)
+
+    @property
     def data_id(self) -> str:
         """The current data_id."""
         return self._data_id

@@ -9,7 +9,8 @@ import pytest
 
 from multiml import StoreGate
 
-BACKENDS = ["numpy", "zarr"]
+BACKENDS = ["numpy", "zarr", "hybrid", "hybrid:numpy"]
+"""Backends every behavioural test runs on; ``hybrid:numpy`` is hybrid in mode 'numpy'."""
 
 
 @pytest.fixture(params=BACKENDS)
@@ -22,11 +23,15 @@ def make_sg(backend: str, tmp_path: Any) -> Callable[..., StoreGate]:
     """Build a StoreGate of the parametrised backend (on-disk ones under ``tmp_path``)."""
     counter = iter(range(1000))
 
+    name, _, mode = backend.partition(":")
+
     def make(**kwargs: Any) -> StoreGate:
         args = dict(kwargs.pop("backend_args", None) or {})
-        if backend != "numpy":
+        if name != "numpy":
             args.setdefault("output_dir", str(tmp_path / f"store{next(counter)}"))
-        return StoreGate(backend=backend, backend_args=args, **kwargs)
+        if mode:
+            args["mode"] = mode
+        return StoreGate(backend=name, backend_args=args, **kwargs)
 
     return make
 

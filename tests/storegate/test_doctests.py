@@ -12,6 +12,7 @@ MODULES = [
     "multiml.storegate.storegate",
     "multiml.storegate.views",
     "multiml.storegate.numpy_backend",
+    "multiml.storegate.hybrid_backend",
     "multiml.storegate._args",
 ]
 
