@@ -1,4 +1,5 @@
-"""Parsing and validation of StoreGate arguments: phases, splits, indices, shuffle seeds.
+"""Parsing and validation of StoreGate arguments: phases, splits, indices, shuffle seeds,
+variable names and the shape convention.
 
 Everything here is pure (no store access) so the rules are stated once and shared by the
 front end and the item-syntax views.
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from multiml.const import PHASES
+from multiml.storegate._base import check_name
 
 ALL_PHASES = ("all", "auto")
 """Phase names meaning the three phases together ('auto' is an alias of 'all')."""
@@ -163,7 +165,8 @@ def normalize_index(
     """Turn a user index into a backend index for a variable of ``n_rows`` rows.
 
     Accepted: ``-1`` (every row), an int, a ``(start, stop)`` tuple, a ``slice``, or a 1-D
-    array/list of ints or bools (a mask of length ``n_rows``). With ``numpy_ints=True``
+    array/list (or anything with ``__array__``) of ints or bools (a mask of length
+    ``n_rows``). With ``numpy_ints=True``
     (the item syntax) negative ints count from the end like numpy and ``-1`` is the last
     row; otherwise only ``-1`` is allowed as a negative int.
     """
@@ -187,8 +190,8 @@ def normalize_index(
         if len(index) == 2 and all(i is None or is_int(i) for i in index):
             return slice(index[0], index[1])
         raise TypeError(f"a tuple index must be (start, stop) with ints; got {index!r}")
-    if isinstance(index, np.ndarray | list | range):
-        array = np.asarray(index)
+    if isinstance(index, np.ndarray | list | range) or hasattr(index, "__array__"):
+        array = np.asarray(index)  # also accepts e.g. a CPU torch tensor of indices
         if array.size == 0:
             return np.empty(0, dtype=np.intp)
         if array.ndim != 1:
@@ -221,3 +224,90 @@ def selection_length(index: slice | int | np.ndarray, n_rows: int) -> int | None
     if isinstance(index, np.ndarray):
         return len(index)
     return None
+
+
+def as_array(data: Any, what: str, *, rows: bool = True) -> np.ndarray:
+    array = np.asarray(data)
+    if rows and array.ndim == 0:
+        raise ValueError(f"data for {what} must have a row axis (shape (N, ...)); got a scalar")
+    return array
+
+
+def name_list(var_names: Any, *, unique: bool = True) -> list[str]:
+    """Names of a str / tuple / list ``var_names`` as a list (validated; reads may repeat a
+    name, writes may not)."""
+    what = "var_names"
+    if isinstance(var_names, str):
+        return [check_name(var_names, "variable name")]
+    if isinstance(var_names, tuple | list):
+        names = [check_name(v, "variable name") for v in var_names]
+        if not names:
+            raise ValueError(f"{what} is empty")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if unique and duplicates:
+            raise ValueError(f"{what} {var_names!r} repeats {duplicates}")
+        return names
+    raise TypeError(
+        f"{what} must be a str, a tuple of str (stacked) or a list of str; got {var_names!r}"
+    )
+
+
+def unpack(
+    var_names: Any, data: Any, *, rows: bool = True, split_axis: int = 1
+) -> list[tuple[str, np.ndarray]]:
+    """Pair each variable with its array following the shape convention.
+
+    ``rows=False`` (partial writes) allows data without a row axis, to be broadcast;
+    ``split_axis`` is where a tuple's variables are (0 for a write at an int index, where
+    the row axis is absent).
+    """
+    names = name_list(var_names)
+    if isinstance(var_names, str):
+        return [(names[0], as_array(data, repr(var_names), rows=rows))]
+    if isinstance(var_names, tuple):
+        array = as_array(data, repr(var_names), rows=rows)
+        if array.ndim <= split_axis or array.shape[split_axis] != len(names):
+            expected = f"(N, {len(names)}, ...)" if split_axis else f"({len(names)}, ...)"
+            raise ValueError(
+                f"var_names {var_names!r} (a tuple) takes data of shape {expected}, split on "
+                f"axis {split_axis}; got shape {array.shape}"
+            )
+        lead = (slice(None),) * split_axis
+        return [(name, array[(*lead, i)]) for i, name in enumerate(names)]
+    if not isinstance(data, list | tuple) or len(data) != len(names):
+        got = f"{len(data)} items" if isinstance(data, list | tuple) else type(data).__name__
+        raise ValueError(
+            f"var_names {var_names!r} (a list) takes a list of {len(names)} arrays; got {got}"
+        )
+    pairs = zip(names, data, strict=True)
+    return [(name, as_array(d, repr(name), rows=rows)) for name, d in pairs]
+
+
+def route(lengths: list[int], index: slice | int | np.ndarray) -> list[tuple[int, Any, Any]]:
+    """Map an index over concatenated parts to ``(part, local index, output positions)``.
+
+    Output positions are ``None`` for an int index (one row, no row axis).
+    """
+    total = sum(lengths)
+    ends = np.cumsum(lengths)
+    starts = ends - np.asarray(lengths)
+    if isinstance(index, int):
+        part = int(np.searchsorted(ends, index, side="right"))
+        return [(part, index - int(starts[part]), None)]
+    if isinstance(index, slice):
+        start, stop, step = index.indices(total)
+        if step == 1:
+            routes = []
+            for part, (s0, e0) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+                lo, hi = max(start, s0), min(stop, e0)
+                if lo < hi:
+                    routes.append((part, slice(lo - s0, hi - s0), slice(lo - start, hi - start)))
+            return routes
+        index = np.arange(start, stop, step)
+    which = np.searchsorted(ends, index, side="right")
+    routes = []
+    for part in range(len(lengths)):
+        positions = np.flatnonzero(which == part)
+        if positions.size:
+            routes.append((part, index[positions] - int(starts[part]), positions))
+    return routes

@@ -32,8 +32,10 @@ Backends (``backend=``): ``'numpy'`` (memory), ``'zarr'`` (a zarr v3 store on di
 
 Reads and mutation: reads by ``-1``, an int, a ``(start, stop)`` tuple or a slice of one
 phase return **read-only** arrays on every backend (on the numpy backend they are views of
-the stored data, so nothing is copied); copy them (``arr.copy()``) to modify. Reads by an
-index array, stacked tuple reads and ``phase='all'`` reads return new, writable arrays.
+the stored data, so nothing is copied); copy them (``arr.copy()``) to modify, and note
+that ``torch.from_numpy`` warns about read-only arrays (``torch.tensor(arr)`` copies).
+Reads by an index array (the batching path), stacked tuple reads and ``phase='all'`` reads
+return new, writable arrays.
 StoreGate never modifies arrays passed to it: it copies what it stores (shuffling
 included).
 
@@ -57,14 +59,18 @@ import numpy as np
 
 from multiml.const import PHASES
 from multiml.storegate._args import (
+    as_array,
     check_phase,
     is_all_index,
     is_int,
+    name_list,
     normalize_index,
     parse_write_phase,
+    route,
     selection_length,
     shuffle_seed,
     split_rows,
+    unpack,
 )
 from multiml.storegate._base import Backend, Key, check_name, promoted_dtype
 from multiml.storegate.numpy_backend import NumpyBackend
@@ -131,93 +137,6 @@ def _make_backend(backend: Any, backend_args: Mapping[str, Any] | None) -> Backe
     return cls(**args)
 
 
-def _as_array(data: Any, what: str, *, rows: bool = True) -> np.ndarray:
-    array = np.asarray(data)
-    if rows and array.ndim == 0:
-        raise ValueError(f"data for {what} must have a row axis (shape (N, ...)); got a scalar")
-    return array
-
-
-def _name_list(var_names: Any, *, unique: bool = True) -> list[str]:
-    """Names of a str / tuple / list ``var_names`` as a list (validated; reads may repeat a
-    name, writes may not)."""
-    what = "var_names"
-    if isinstance(var_names, str):
-        return [check_name(var_names, "variable name")]
-    if isinstance(var_names, tuple | list):
-        names = [check_name(v, "variable name") for v in var_names]
-        if not names:
-            raise ValueError(f"{what} is empty")
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if unique and duplicates:
-            raise ValueError(f"{what} {var_names!r} repeats {duplicates}")
-        return names
-    raise TypeError(
-        f"{what} must be a str, a tuple of str (stacked) or a list of str; got {var_names!r}"
-    )
-
-
-def _unpack(
-    var_names: Any, data: Any, *, rows: bool = True, split_axis: int = 1
-) -> list[tuple[str, np.ndarray]]:
-    """Pair each variable with its array following the shape convention.
-
-    ``rows=False`` (partial writes) allows data without a row axis, to be broadcast;
-    ``split_axis`` is where a tuple's variables are (0 for a write at an int index, where
-    the row axis is absent).
-    """
-    names = _name_list(var_names)
-    if isinstance(var_names, str):
-        return [(names[0], _as_array(data, repr(var_names), rows=rows))]
-    if isinstance(var_names, tuple):
-        array = _as_array(data, repr(var_names), rows=rows)
-        if array.ndim <= split_axis or array.shape[split_axis] != len(names):
-            expected = f"(N, {len(names)}, ...)" if split_axis else f"({len(names)}, ...)"
-            raise ValueError(
-                f"var_names {var_names!r} (a tuple) takes data of shape {expected}, split on "
-                f"axis {split_axis}; got shape {array.shape}"
-            )
-        lead = (slice(None),) * split_axis
-        return [(name, array[(*lead, i)]) for i, name in enumerate(names)]
-    if not isinstance(data, list | tuple) or len(data) != len(names):
-        got = f"{len(data)} items" if isinstance(data, list | tuple) else type(data).__name__
-        raise ValueError(
-            f"var_names {var_names!r} (a list) takes a list of {len(names)} arrays; got {got}"
-        )
-    pairs = zip(names, data, strict=True)
-    return [(name, _as_array(d, repr(name), rows=rows)) for name, d in pairs]
-
-
-def _route(lengths: list[int], index: slice | int | np.ndarray) -> list[tuple[int, Any, Any]]:
-    """Map an index over concatenated parts to ``(part, local index, output positions)``.
-
-    Output positions are ``None`` for an int index (one row, no row axis).
-    """
-    total = sum(lengths)
-    ends = np.cumsum(lengths)
-    starts = ends - np.asarray(lengths)
-    if isinstance(index, int):
-        part = int(np.searchsorted(ends, index, side="right"))
-        return [(part, index - int(starts[part]), None)]
-    if isinstance(index, slice):
-        start, stop, step = index.indices(total)
-        if step == 1:
-            routes = []
-            for part, (s0, e0) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-                lo, hi = max(start, s0), min(stop, e0)
-                if lo < hi:
-                    routes.append((part, slice(lo - s0, hi - s0), slice(lo - start, hi - start)))
-            return routes
-        index = np.arange(start, stop, step)
-    which = np.searchsorted(ends, index, side="right")
-    routes = []
-    for part in range(len(lengths)):
-        positions = np.flatnonzero(which == part)
-        if positions.size:
-            routes.append((part, index[positions] - int(starts[part]), positions))
-    return routes
-
-
 class StoreGate:
     """Named column store of numpy arrays: ``data_id`` → phase → variable.
 
@@ -237,9 +156,9 @@ class StoreGate:
         backend_args: Mapping[str, Any] | None = None,
         data_id: str | None = None,
     ) -> None:
+        self._data_id = check_name(DEFAULT_DATA_ID if data_id is None else data_id, "data_id")
         self._backend_name = backend
         self._backend = _make_backend(backend, backend_args)
-        self._data_id = check_name(DEFAULT_DATA_ID if data_id is None else data_id, "data_id")
         self._logs: list[WriteLog] = []
 
     # --- pickling ------------------------------------------------------------------------
@@ -320,7 +239,7 @@ class StoreGate:
         [120, 15, 15]
         """
         data_id = self._data_id
-        items = _unpack(var_names, data)
+        items = unpack(var_names, data)
         seed = shuffle_seed(shuffle)
         spec = parse_write_phase(phase)
         sizes = self._compiled_sizes(data_id)
@@ -394,7 +313,7 @@ class StoreGate:
         if is_all_index(index):
             sizes = self._compiled_sizes(data_id)
             ops = []
-            for var_name, array in _unpack(var_names, data):
+            for var_name, array in unpack(var_names, data):
                 for phase_name, rows in split_rows(spec, len(array), sizes, repr(var_name)):
                     key = (data_id, phase_name, var_name)
                     self._backend.check_dtype(array.dtype, key)
@@ -408,7 +327,7 @@ class StoreGate:
             )
         ops = []
         split_axis = 0 if is_int(index) else 1
-        for var_name, array in _unpack(var_names, data, rows=False, split_axis=split_axis):
+        for var_name, array in unpack(var_names, data, rows=False, split_axis=split_axis):
             ops.extend(self._plan_partial(data_id, var_name, array, spec.name, index))
         self._apply(data_id, ops, mode)
 
@@ -430,7 +349,7 @@ class StoreGate:
                 f"(index {index!r}, phase {phase!r}) have shape {target}"
             ) from None
         ops = []
-        for part, part_index, positions in _route(lengths, local):
+        for part, part_index, positions in route(lengths, local):
             key = keys[part]
             dtype = self._backend.dtype(key)
             if not np.can_cast(array.dtype, dtype, casting="same_kind"):
@@ -461,7 +380,7 @@ class StoreGate:
         (120, 2)
         """
         data_id = self._data_id
-        names = _name_list(var_names)
+        names = name_list(var_names)
         try:
             dtype = np.dtype(dtype)
         except TypeError as exc:
@@ -516,7 +435,7 @@ class StoreGate:
     def _delete(self, data_id: str, var_names: VarNames, phase: str) -> None:
         ops = [
             _Op("delete", key)
-            for name in _name_list(var_names)
+            for name in name_list(var_names)
             for key in self._existing_keys(data_id, name, phase)
         ]
         self._apply(data_id, ops, "keep")
@@ -614,7 +533,7 @@ class StoreGate:
     def _transform(self, var_names: VarNames, phase: str, fn: Any, dtype: np.dtype) -> None:
         data_id = self._data_id
         ops = []
-        for name in _name_list(var_names):
+        for name in name_list(var_names):
             for key in self._existing_keys(data_id, name, phase):
                 self._backend.check_dtype(dtype, key)
                 result = fn(key, self._backend.read(key, slice(None)))
@@ -652,7 +571,7 @@ class StoreGate:
         backend = self._hybrid("to_memory" if location == "numpy" else "to_storage")
         keys = [
             key
-            for name in _name_list(var_names)
+            for name in name_list(var_names)
             for key in self._existing_keys(self._data_id, name, phase)
         ]
         for key in keys:
@@ -808,7 +727,7 @@ class StoreGate:
             self._require_compiled(data_id)
             return backend.read(key, normalize_index(index, backend.shape(key)[0]))
         phase = check_phase(phase)
-        names = _name_list(var_names, unique=False)
+        names = name_list(var_names, unique=False)
         keys = {name: self._keys_for_read(data_id, name, phase) for name in names}
         self._require_compiled(data_id)
         parts = [self._read_keys(keys[name], index, phase == "all") for name in names]
@@ -833,7 +752,7 @@ class StoreGate:
             raise ValueError(f"cannot concatenate {keys[0][2]!r} over phases ({detail})")
         lengths = [s[0] for s in shapes]
         local = normalize_index(index, sum(lengths))
-        routes = _route(lengths, local)
+        routes = route(lengths, local)
         if isinstance(local, int):
             part, part_index, _ = routes[0]
             return np.array(backend.read(keys[part], part_index))
@@ -920,7 +839,7 @@ class StoreGate:
 
     def _var_shapes(self, data_id: str, var_names: VarNames, phase: str) -> Any:
         shapes = []
-        for name in _name_list(var_names, unique=False):
+        for name in name_list(var_names, unique=False):
             per_phase = [self._backend.shape(k) for k in self._existing_keys(data_id, name, phase)]
             rows = sum(s[0] for s in per_phase)
             shapes.append((rows, *per_phase[0][1:]))
@@ -1030,7 +949,7 @@ class StoreGate:
         plans: dict[str, list[_Op]] = {}
         for key, value in snapshot.items():
             key = self._check_key(key)
-            array = _as_array(value, repr(key))
+            array = as_array(value, repr(key))
             self._backend.check_dtype(array.dtype, key)
             plans.setdefault(key[0], []).append(_Op("replace", key, array))
         for data_id, ops in plans.items():

@@ -337,3 +337,25 @@ def test_basic_reads_are_read_only_and_index_array_reads_are_writable(sg):
     for out in (sg.get_data("x", index=[0, 1]), sg.get_data("x", "all"), sg.get_data(("x",))):
         out[0] = 5  # new arrays: writing them does not touch the store
     np.testing.assert_array_equal(sg.get_data("x"), table(6))
+
+
+class _IndexLike:
+    """Stands in for e.g. a torch tensor of indices: anything with ``__array__``."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.values, dtype=dtype)
+
+
+def test_index_objects_with_array_interface(sg):
+    sg.add_data("x", table(8), do_compile=True)
+    np.testing.assert_array_equal(sg.get_data("x", index=_IndexLike([6, 1])), table(8)[[6, 1]])
+    np.testing.assert_array_equal(sg.get_data("x", index=range(2, 4)), table(8)[2:4])
+
+
+def test_bad_data_id_is_rejected_before_a_store_is_made(tmp_path):
+    with pytest.raises(ValueError, match="data_id 'a/b' is not allowed"):
+        StoreGate(backend="zarr", backend_args={"output_dir": str(tmp_path / "s")}, data_id="a/b")
+    assert not (tmp_path / "s").exists()
