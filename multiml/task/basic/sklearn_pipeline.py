@@ -389,7 +389,7 @@ class SklearnPipelineTask(MLBaseTask):
                 estimator.fit(x)
             else:
                 estimator.fit(x, y)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             if y is None:
                 exc.add_note(
                     f"{self.name}: {type(estimator).__name__} was fitted without targets; set "
