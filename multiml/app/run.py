@@ -1,0 +1,112 @@
+"""Run an experiment from a composed config and leave its results in the run directory.
+
+What a run leaves in its output directory (``outputs/DATE/TIME/`` by default):
+
+- ``.hydra/`` — the composed config and the overrides (written by Hydra);
+- ``multiml.log`` — the log;
+- ``result.json`` — the best result dict (SPEC §6);
+- ``history.jsonl`` — one result per executed combination (``failures.jsonl`` for any
+  combination that failed, with its error);
+- ``saver/`` — the Saver's files;
+- ``tensorboard/`` — event files: per-epoch curves, final metrics, HParams.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from multiml.app import build
+from multiml.app.build import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON form of values ``json`` does not know (numpy scalars/arrays, classes...)."""
+    from multiml.agent.seeding import canonical
+
+    return canonical(obj)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file atomically (temporary file + rename): a killed run never leaves half a
+    file behind."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write one JSON document atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write one JSON object per line, atomically."""
+    write_text_atomic(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+
+
+def set_threads(num_threads: int) -> None:
+    """Pin torch's intra-op threads (results depend on the thread count)."""
+    if num_threads < 1:
+        raise ConfigError(f"num_threads={num_threads}: expected a positive int")
+    import torch
+
+    torch.set_num_threads(num_threads)
+
+
+def prepare(cfg: DictConfig, output_dir: Path) -> Any:
+    """Build the agent (and everything it needs) for ``cfg``, writing into ``output_dir``."""
+    from multiml.saver import Saver
+
+    build.check_requirements(cfg)
+    build.resolve_devices(list(cfg.devices))
+    set_threads(cfg.num_threads)
+    storegate = build.build_storegate(cfg)
+    task_scheduler = build.build_task_scheduler(cfg)
+    build.check_wiring(cfg, storegate, task_scheduler)
+    metric = build.build_metric(cfg)
+    saver = Saver(save_dir=str(output_dir / "saver"))
+    agent = build.build_agent(cfg, storegate, saver, task_scheduler, metric)
+    if cfg.tensorboard:
+        from multiml.app.tracking import TensorBoardTracker
+
+        agent.tracker = TensorBoardTracker(output_dir / "tensorboard")
+    return agent
+
+
+def run_experiment(cfg: DictConfig, output_dir: Path) -> float:
+    """Run the agent of ``cfg`` and write ``result.json`` / ``history.jsonl``.
+
+    Returns:
+        the best metric value (what Hydra sweepers such as Optuna optimise).
+    """
+    agent = prepare(cfg, output_dir)
+    agent.execute()
+    agent.finalize()
+    result = agent.result
+    history = getattr(agent, "history", None) or [result]
+    write_json(output_dir / "result.json", result)
+    write_jsonl(output_dir / "history.jsonl", sorted(history, key=lambda r: r["job_id"]))
+    failures = getattr(agent, "failures", [])
+    if failures:
+        write_jsonl(output_dir / "failures.jsonl", failures)
+    logger.info(
+        "best %s = %.6g (job_id %d): %s",
+        cfg.metric.name,
+        result["metric_value"],
+        result["job_id"],
+        ", ".join(
+            f"{t}={s}" for t, s in zip(result["task_ids"], result["subtask_ids"], strict=True)
+        ),
+    )
+    logger.info("results: %s", output_dir)
+    if cfg.tensorboard:
+        logger.info("review: tensorboard --logdir %s", output_dir)
+    return float(result["metric_value"])
