@@ -22,21 +22,21 @@ Nothing here imports torch: ``python -m multiml --help`` and ``--cfg job`` stay 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING
 
 
-class MetricType(str, Enum):
+class MetricType(StrEnum):
     """Direction of optimisation."""
 
     min = "min"
     max = "max"
 
 
-class Backend(str, Enum):
+class Backend(StrEnum):
     """StoreGate backends."""
 
     numpy = "numpy"

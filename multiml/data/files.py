@@ -197,10 +197,7 @@ def load_zarr(
 
 
 def _is_storegate_store(group: Any) -> bool:
-    for _, child in group.groups():
-        if any(name in PHASES for name, _ in child.groups()):
-            return True
-    return False
+    return any(any(name in PHASES for name, _ in child.groups()) for _, child in group.groups())
 
 
 def _read_storegate_store(path: str, data_id: str | None) -> dict[str, dict[str, np.ndarray]]:
