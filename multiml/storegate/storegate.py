@@ -473,7 +473,10 @@ class StoreGate:
         """
         if not isinstance(num_classes, int | np.integer) or num_classes < 1:
             raise ValueError(f"onehot: num_classes must be an int >= 1; got {num_classes!r}")
-        target = np.dtype(dtype)
+        try:
+            target = np.dtype(dtype)
+        except TypeError as exc:
+            raise TypeError(f"onehot: invalid dtype {dtype!r} ({exc})") from None
         eye = np.eye(int(num_classes), dtype=target)
 
         def encode(key: Key, array: np.ndarray) -> np.ndarray:
@@ -499,8 +502,8 @@ class StoreGate:
 
         def reduce(key: Key, array: np.ndarray) -> np.ndarray:
             ndim = array.ndim
-            resolved = axis + ndim if isinstance(axis, int) and axis < 0 else axis
-            if not isinstance(axis, int | np.integer) or not 1 <= resolved < ndim:
+            resolved = (int(axis) + ndim if axis < 0 else int(axis)) if is_int(axis) else None
+            if resolved is None or not 1 <= resolved < ndim:
                 raise ValueError(
                     f"argmax: axis {axis!r} is not allowed for {key[2]!r} of shape "
                     f"{array.shape} in phase {key[1]!r}; use an axis in 1..{ndim - 1} "
@@ -600,9 +603,8 @@ class StoreGate:
             for phase in PHASES:
                 if lengths[phase]:
                     n_rows = next(iter(lengths[phase].values()))
-                    ops.append(
-                        _Op("replace", (data_id, phase, ACTIVE_VAR_NAME), np.ones(n_rows, np.int8))
-                    )
+                    key = (data_id, phase, ACTIVE_VAR_NAME)
+                    ops.append(_Op("replace", key, np.ones(n_rows, np.int8), owned=True))
         self._apply(data_id, ops, "compile")
         if show_info:
             self.show_info()

@@ -359,3 +359,13 @@ def test_bad_data_id_is_rejected_before_a_store_is_made(tmp_path):
     with pytest.raises(ValueError, match="data_id 'a/b' is not allowed"):
         StoreGate(backend="zarr", backend_args={"output_dir": str(tmp_path / "s")}, data_id="a/b")
     assert not (tmp_path / "s").exists()
+
+
+def test_stacking_and_concatenating_need_matching_shapes(sg):
+    sg.add_data(["a", "b"], [np.zeros((4, 2)), np.zeros((4, 3))], do_compile=True)
+    with pytest.raises(ValueError, match=r"cannot stack \('a', 'b'\).*a: \(4, 2\), b: \(4, 3\)"):
+        sg.get_data(("a", "b"))
+    sg.add_data("c", np.zeros((2, 5)), phase="test")
+    sg.add_data("c", np.zeros((4, 1)), phase="train", do_compile=True)
+    with pytest.raises(ValueError, match=r"cannot concatenate 'c' over phases"):
+        sg.get_data("c", "all")

@@ -257,3 +257,21 @@ def test_append_without_a_common_dtype_is_an_error(sg, snapshot):
     with pytest.raises(TypeError, match="cannot append data of dtype int64 to variable 'when'"):
         sg.add_data("when", np.array([1]))
     assert snapshot(sg) == before
+
+
+def test_reverse_slice_update(filled):
+    filled.update_data("y", np.arange(6) * 10, index=slice(None, None, -1))
+    np.testing.assert_array_equal(filled.get_data("y"), [50, 40, 30, 20, 10, 0])
+
+
+@pytest.mark.filterwarnings("ignore:The data type .* does not have a Zarr V3 specification")
+def test_more_validation_errors(filled, snapshot):
+    filled.update_data("s", np.array(["a"] * 6))
+    before = snapshot(filled)
+    with pytest.raises(ValueError, match="2 variables but 3 shapes"):
+        filled.create_empty(["a", "b"], [(6,), (6,), (6,)])
+    with pytest.raises(TypeError, match="expected ints"):
+        filled.onehot(["y", "s"], 6)
+    with pytest.raises(TypeError, match="invalid dtype"):
+        filled.astype("x", "nodtype")
+    assert snapshot(filled) == before

@@ -91,3 +91,8 @@ def test_view_repr_and_shape(filled):
     assert filled["valid"][("a", "b")].shape == (2, 2, 3)
     assert "phase='valid'" in repr(filled["valid"])
     assert "var_names='a'" in repr(filled["valid"]["a"])
+
+
+def test_list_views_take_row_indices_only(filled):
+    with pytest.raises(TypeError, match="row index only"):
+        filled["train"][["a", "b"]][0:2, 0]
