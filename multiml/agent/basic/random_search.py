@@ -239,7 +239,7 @@ class RandomSearchAgent(SequentialAgent):
         try:
             if self._devices is None:
                 for counter, index in sorted(jobs, key=lambda job: job[1]):
-                    outcome = self._run_job(self._task_scheduler[index], counter, None)
+                    outcome = self._run_job(self._task_scheduler[index], counter, self.device)
                     outcome.index = index
                     record(outcome)
             else:

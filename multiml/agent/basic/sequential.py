@@ -59,6 +59,9 @@ class SequentialAgent(BaseAgent):
         self._runners: dict[str | None, CombinationRunner] = {}
         self.cache_size = 8
         """Prefix-cache entries (0 turns prefix reuse off)."""
+        self.device: str | None = None
+        """Device for combinations run in this process: replaces the ``'auto'``/``'cuda'``
+        device of PyTorch tasks (``None``: tasks keep their own). Worker slots set their own."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -91,8 +94,8 @@ class SequentialAgent(BaseAgent):
 
     @property
     def runner(self) -> CombinationRunner:
-        """This process's runner for the tasks' own devices."""
-        return self.runner_for(None)
+        """This process's runner (on :attr:`device`)."""
+        return self.runner_for(self.device)
 
     def connection_spec(self) -> ConnectionSpec | None:
         """How steps are connected (None: executed step by step)."""
