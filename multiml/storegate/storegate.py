@@ -148,6 +148,11 @@ class StoreGate:
         data_id: the dataset every call works on (``'default'`` when omitted).
 
     See the module docstring for the shape convention, compile rules and read semantics.
+
+    Pickling (e.g. to a ``spawn`` worker): a ``numpy`` store travels with its arrays and the
+    copy is independent; a ``zarr`` store travels as its path and the copy reopens the same
+    directory, so its writes land in the same files (do not let two processes write the
+    same variables); ``hybrid`` does both. Open ``track_writes`` scopes do not travel.
     """
 
     def __init__(

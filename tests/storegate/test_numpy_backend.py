@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 
@@ -55,3 +57,14 @@ def test_owned_arrays_are_not_copied_twice():
     assert not np.shares_memory(stored, x)
     sg.astype("x", np.float32)
     assert sg.get_data("x").dtype == np.float32
+
+
+def test_numpy_backend_imports_neither_zarr_nor_torch():
+    code = (
+        "import sys, numpy as np\n"
+        "from multiml import StoreGate\n"
+        "sg = StoreGate(); sg.add_data('x', np.zeros(2), do_compile=True); sg.get_data('x')\n"
+        "print('zarr' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
