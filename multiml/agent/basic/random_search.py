@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from multiml.agent.basic.sequential import SequentialAgent
 from multiml.agent.report import format_metric, result_table
+from multiml.agent.sampling import draw_indices
 from multiml.agent.seeding import stable_key
 from multiml.agent.workers import JobOutcome, SlotPool, Unit, failure
 
@@ -174,18 +175,7 @@ class RandomSearchAgent(SequentialAgent):
                 f"{type(self).__name__}: samplings is not set; give the number of combinations "
                 f"to draw (at most {total}) or a list of combination indices"
             )
-        if isinstance(samplings, int):
-            if samplings > total:
-                raise ValueError(
-                    f"samplings={samplings} is larger than the {total} combinations that exist; "
-                    "sampling is without replacement"
-                )
-            rng = np.random.default_rng(self._seed)
-            return [int(i) for i in rng.choice(total, size=samplings, replace=False)]
-        bad = [i for i in samplings if not 0 <= i < total]
-        if bad:
-            raise ValueError(f"samplings holds indices {bad} outside 0..{total - 1}")
-        return list(samplings)
+        return draw_indices(total, samplings, self._seed)
 
     def plan_units(self, jobs: Sequence[tuple[int, int]], slots: int) -> list[Unit]:
         """Group jobs that share every step but the last (so a worker reuses that prefix),
