@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import pickle
 import subprocess
 import sys
 
@@ -325,6 +326,33 @@ def test_predict_update_of_selected_phases(sg):
     task.predict_update(phases=["train", "valid"])
     assert sg.get_metadata()["vars"]["valid"]["feat"]["shape"] == (30, 4)  # replaced
     np.testing.assert_allclose(sg.get_data("feat", "train"), (xs["train"] - mean) / std)
+
+
+def test_store_without_valid_phase():
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    store = StoreGate()
+    store.add_data("x", x, phase=(6, 0, 4))
+    store.compile()
+    task = SklearnPipelineTask(
+        storegate=store,
+        model="PCA",
+        model_args={"n_components": 2},
+        input_var_names="x",
+        output_var_names="z",
+    )
+    task.execute()
+    shapes = {p: v.get("z", {}).get("shape") for p, v in store.get_metadata()["vars"].items()}
+    assert shapes == {"train": (6, 2), "valid": None, "test": (4, 2)}
+    reference = PCA(n_components=2).fit(x[:6])
+    np.testing.assert_allclose(store.get_data("z", "test"), reference.transform(x[6:]))
+
+
+def test_fitted_task_pickles(sg):
+    task = make_task(sg, model="SelectKBest", model_args={"k": 2}, true_var_names="label")
+    task.execute()
+    clone = pickle.loads(pickle.dumps(task))
+    np.testing.assert_array_equal(clone.predict("test"), task.predict("test"))
+    np.testing.assert_array_equal(clone.ml.model.get_support(), task.ml.model.get_support())
 
 
 @pytest.mark.parametrize("setting", ["save_weights", "load_weights"])
