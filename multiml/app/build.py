@@ -247,13 +247,23 @@ def build_metric(cfg: DictConfig) -> Any:
 
 
 # ----------------------------------------------------------------------------- agent
-def build_agent(cfg: DictConfig, storegate: Any, saver: Any, ts: Any, metric: Any) -> Any:
-    """The agent of ``cfg.agent`` over the built store, saver, scheduler and metric."""
+def build_agent(
+    cfg: DictConfig, storegate: Any, saver: Any, ts: Any, metric: Any, device: str | None = None
+) -> Any:
+    """The agent of ``cfg.agent`` over the built store, saver, scheduler and metric.
+
+    ``cfg.devices`` with one entry runs combinations in this process on that device;
+    several entries become the agent's worker slots (unless ``agent.num_workers`` is set).
+    ``device`` forces in-process execution on that device (a multirun job).
+    """
     options = to_python(cfg.agent)
     target = options["_target_"]
     devices = resolve_devices(list(cfg.devices))
-    in_process_device = None
-    if "num_workers" in options and options["num_workers"] is None and len(devices) > 1:
+    in_process_device = device
+    if device is not None:
+        if "num_workers" in options:
+            options["num_workers"] = None
+    elif "num_workers" in options and options["num_workers"] is None and len(devices) > 1:
         options["num_workers"] = devices
     elif len(devices) == 1:
         in_process_device = devices[0]

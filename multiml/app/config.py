@@ -192,12 +192,19 @@ class StoreGateConf:
 
 # ------------------------------------------------------------------------------- root
 @dataclass
-class JobConf:
-    """Set by the multiml sweeper for a multirun job: which combination to run."""
+class CombinationConf:
+    """Set by the multiml sweeper in a multirun job: the one combination the job runs.
 
-    index: int = MISSING
-    counter: int = MISSING
-    key: str = MISSING
+    Attributes:
+        index: the combination's index in the task's search space.
+        counter: its ``job_id`` (the index for grid search, the position in the sample for
+            random search).
+        key: the job's directory name under the sweep directory.
+    """
+
+    index: int | None = None
+    counter: int | None = None
+    key: str | None = None
 
 
 @dataclass
@@ -211,7 +218,7 @@ class MultimlConfig:
         num_threads: torch intra-op threads (pinned so results do not depend on where a
             run happens).
         tensorboard: write TensorBoard event files into the run directory.
-        job: set by the sweeper in multirun jobs.
+        combination: set by the sweeper in multirun jobs.
     """
 
     agent: Any = MISSING
@@ -222,7 +229,7 @@ class MultimlConfig:
     devices: list[Any] = field(default_factory=lambda: ["cpu"])
     num_threads: int = 1
     tensorboard: bool = True
-    job: JobConf | None = None
+    combination: CombinationConf = field(default_factory=CombinationConf)
 
 
 def register_configs() -> None:

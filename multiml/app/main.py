@@ -29,11 +29,13 @@ logger = logging.getLogger("multiml.app")
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Compose the config, run the experiment, leave results in the run directory."""
-    from multiml.app.run import run_experiment
+    from multiml.app.run import run_combination_job, run_experiment
 
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     try:
+        if cfg.combination.index is not None:
+            return run_combination_job(cfg, output_dir, Path(hydra_cfg.sweep.dir))
         return run_experiment(cfg, output_dir)
     except ConfigError as exc:
         if hydra_cfg.mode == RunMode.MULTIRUN:

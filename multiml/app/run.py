@@ -61,8 +61,13 @@ def set_threads(num_threads: int) -> None:
     torch.set_num_threads(num_threads)
 
 
-def prepare(cfg: DictConfig, output_dir: Path) -> Any:
-    """Build the agent (and everything it needs) for ``cfg``, writing into ``output_dir``."""
+def prepare(cfg: DictConfig, output_dir: Path, device: str | None = None) -> Any:
+    """Build the agent (and everything it needs) for ``cfg``, writing into ``output_dir``.
+
+    Args:
+        device: run every combination in this process on this device (multirun jobs);
+            default: as ``cfg.devices`` says.
+    """
     from multiml.saver import Saver
 
     build.check_requirements(cfg)
@@ -73,7 +78,7 @@ def prepare(cfg: DictConfig, output_dir: Path) -> Any:
     build.check_wiring(cfg, storegate, task_scheduler)
     metric = build.build_metric(cfg)
     saver = Saver(save_dir=str(output_dir / "saver"))
-    agent = build.build_agent(cfg, storegate, saver, task_scheduler, metric)
+    agent = build.build_agent(cfg, storegate, saver, task_scheduler, metric, device=device)
     if cfg.tensorboard:
         from multiml.app.tracking import TensorBoardTracker
 
@@ -110,3 +115,48 @@ def run_experiment(cfg: DictConfig, output_dir: Path) -> float:
     if cfg.tensorboard:
         logger.info("review: tensorboard --logdir %s", output_dir)
     return float(result["metric_value"])
+
+
+def run_combination_job(cfg: DictConfig, output_dir: Path, sweep_dir: Path) -> float:
+    """A multirun job: run the one combination ``cfg.combination`` names.
+
+    The job leases a device slot from ``cfg.devices`` (exclusive across the sweep's
+    processes), runs the combination through the agent's own code path (trials included),
+    and writes ``result.json`` atomically — the SPEC §6 result plus ``status``, ``key``,
+    ``device``, ``device_slot``, ``started_at``, ``finished_at`` and ``wall_s``. A failure
+    writes ``status: failed`` with the error, and ``traceback.txt``, then re-raises.
+    """
+    import time
+    import traceback
+
+    from multiml.app.devices import DeviceLease
+    from multiml.app.sweep import DONE, FAILED, RESULT_FILE, progress
+
+    combo = cfg.combination
+    devices = build.resolve_devices(list(cfg.devices))
+    record: dict[str, Any] = {"key": combo.key, "index": combo.index, "job_id": combo.counter}
+    (output_dir / "traceback.txt").unlink(missing_ok=True)  # from an earlier failed attempt
+    lease = DeviceLease(sweep_dir / ".devices", devices)
+    with lease as (slot, device):
+        started = time.time()
+        record.update(device=device, device_slot=slot, started_at=started)
+        logger.info("job %s: combination %d on %s (slot %d)", combo.key, combo.index, device, slot)
+        try:
+            agent = prepare(cfg, output_dir, device=device)
+            if hasattr(agent, "execute_jobs_for"):
+                agent.execute_jobs_for([(combo.counter, combo.index)])
+            else:
+                agent.execute()
+            agent.finalize()
+            record.update(agent.result, status=DONE)
+        except BaseException as exc:
+            record.update(status=FAILED, error="".join(traceback.format_exception_only(exc)))
+            write_text_atomic(output_dir / "traceback.txt", traceback.format_exc())
+            raise
+        finally:
+            finished = time.time()
+            record.update(finished_at=finished, wall_s=round(finished - started, 3))
+            write_json(output_dir / RESULT_FILE, record)
+            done, failed, planned = progress(sweep_dir)
+            logger.info("multirun progress: %d/%d done, %d failed", done, planned, failed)
+    return float(record["metric_value"])

@@ -1,0 +1,1 @@
+"""The multiml Hydra sweeper (``hydra/sweeper=multiml``, the default of ``python -m multiml``)."""

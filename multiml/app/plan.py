@@ -1,0 +1,69 @@
+"""Plan a search from a composed config without building any task (no torch import).
+
+The Hydra sweeper uses this to turn the agent's search into jobs. The arithmetic mirrors
+:class:`~multiml.task_scheduler.TaskScheduler`: a step offers the sum of its subtasks'
+grid sizes, a combination picks one of each step, so the space is their product.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from multiml.agent.sampling import draw_indices
+
+SEARCH_AGENTS = ("RandomSearchAgent", "ConnectionRandomSearchAgent")
+SINGLE_AGENTS = ("SequentialAgent",)
+
+
+def grid_size(hps: Any) -> int:
+    """Points of one subtask's grid: the product of its value-list lengths (a scalar is 1)."""
+    values = OmegaConf.to_container(hps) if OmegaConf.is_config(hps) else (hps or {})
+    return math.prod(len(v) if isinstance(v, list) else 1 for v in values.values())
+
+
+def combination_count(task: DictConfig) -> int:
+    """Number of combinations of a task config (``len`` of its TaskScheduler)."""
+    counts = []
+    for step in task.steps.values():
+        subtasks = [sub for sub in step.subtasks.values() if sub is not None]
+        counts.append(sum(grid_size(sub.hps) for sub in subtasks))
+    return math.prod(counts) if counts else 0
+
+
+@dataclass(frozen=True)
+class PlannedCombination:
+    """One combination a search runs: its index and its ``job_id`` (counter)."""
+
+    index: int
+    counter: int
+
+
+def plan_search(cfg: DictConfig) -> list[PlannedCombination]:
+    """The combinations the configured agent runs, in its job order.
+
+    Grid agents: every index, ``counter = index``. Random agents: ``agent.samplings``
+    drawn with ``agent.seed`` exactly as :class:`RandomSearchAgent` draws them,
+    ``counter`` = position in the sample. Sequential: the single combination.
+    """
+    total = combination_count(cfg.task)
+    agent_class = str(cfg.agent._target_).rpartition(".")[2]
+    if agent_class in SINGLE_AGENTS:
+        if total != 1:
+            raise ValueError(
+                f"agent=sequential runs exactly one combination, but task={cfg.task.name} "
+                f"defines {total}; use agent=grid or agent=random"
+            )
+        return [PlannedCombination(0, 0)]
+    if agent_class in SEARCH_AGENTS:
+        samplings = cfg.agent.samplings
+        if OmegaConf.is_list(samplings):
+            samplings = list(OmegaConf.to_container(samplings))
+        if samplings is None:
+            raise ValueError("agent.samplings is not set: give a number or a list of indices")
+        indices = draw_indices(total, samplings, int(cfg.agent.seed))
+        return [PlannedCombination(index, counter) for counter, index in enumerate(indices)]
+    return [PlannedCombination(index, index) for index in range(total)]
