@@ -2,7 +2,7 @@
 
 ``python -m multiml -m agent=grid`` on a task with 6 combinations → 6 jobs
 (``c0000`` ... ``c0005``); ``python -m multiml -m agent=random agent.samplings=3 seed=1,2``
-→ 2 × 3 jobs (``seed-1/c0004``, ...). The sweeper only plans (override lists, in batches);
+→ 2 x 3 jobs (``seed-1/c0004``, ...). The sweeper only plans (override lists, in batches);
 the configured launcher (basic, joblib, submitit, Ray) runs them. Each job runs exactly one
 combination through the same code path as the in-process agents (see
 :mod:`multiml.app.run`) and writes its ``result.json``; the sweeper then writes
@@ -40,7 +40,7 @@ class MultimlSweeperConf:
         max_batch_size: jobs handed to the launcher at once (None: all; the launcher's own
             parallelism and the device leases decide what runs concurrently).
         exit_on_failure: when jobs failed, log the summary and exit with status 1 (False:
-            raise :class:`MultimlFailedJobs` instead).
+            raise :class:`MultimlJobsFailedError` instead).
     """
 
     _target_: str = "hydra_plugins.multiml_sweeper.multiml_sweeper.MultimlSweeper"
@@ -53,7 +53,7 @@ ConfigStore.instance().store(
 )
 
 
-class MultimlFailedJobs(RuntimeError):
+class MultimlJobsFailedError(RuntimeError):
     """Some jobs of a multirun failed (their results and the summary are written)."""
 
 
@@ -190,5 +190,5 @@ class MultimlSweeper(Sweeper):
             logger.error(message)
             if self.exit_on_failure:
                 sys.exit(1)
-            raise MultimlFailedJobs(message)
+            raise MultimlJobsFailedError(message)
         return summary

@@ -122,7 +122,10 @@ def progress(sweep_dir: Path) -> tuple[int, int, int]:
 def _flat_hps(record: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for task_id, subtask_id, hps in zip(
-        record.get("task_ids", []), record.get("subtask_ids", []), record.get("subtask_hps", [])
+        record.get("task_ids", []),
+        record.get("subtask_ids", []),
+        record.get("subtask_hps", []),
+        strict=True,
     ):
         row[task_id] = subtask_id
         for name, value in hps.items():
