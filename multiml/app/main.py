@@ -29,7 +29,8 @@ logger = logging.getLogger("multiml.app")
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Compose the config, run the experiment, leave results in the run directory."""
-    from multiml.app.run import run_combination_job, run_experiment
+    from multiml.app.job import run_combination_job
+    from multiml.app.run import run_experiment
 
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
