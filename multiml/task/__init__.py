@@ -1,5 +1,9 @@
-"""Tasks: the candidate models of each step."""
+"""Tasks: the candidate models of each step.
 
-from multiml.task.basic import BaseTask, MLBaseTask, SklearnPipelineTask
+Framework-agnostic classes live here (no torch import); the PyTorch tasks are in
+:mod:`multiml.task.pytorch`.
+"""
 
-__all__ = ["BaseTask", "MLBaseTask", "SklearnPipelineTask"]
+from multiml.task.basic import BaseTask, MLBaseTask, ModelConnectionTask, SklearnPipelineTask
+
+__all__ = ["BaseTask", "MLBaseTask", "ModelConnectionTask", "SklearnPipelineTask"]
