@@ -32,20 +32,6 @@ logger = logging.getLogger(__name__)
 
 SAVER_REF_PREFIX = "saver__"
 
-# Attributes that hold a task's bookkeeping state rather than a hyperparameter.
-_INTERNAL_ATTRS = frozenset(
-    {
-        "_saver",
-        "_storegate",
-        "_task_id",
-        "_subtask_id",
-        "_job_id",
-        "_trial_id",
-        "_hps_originals",
-        "_resolved_hps",
-    }
-)
-
 
 class BaseTask:
     """Base class of every task.
@@ -60,6 +46,21 @@ class BaseTask:
         name: a readable name; defaults to the class name. It is the default subtask id
             when the task is added to a TaskScheduler.
     """
+
+    _state_attrs: frozenset[str] = frozenset(
+        {
+            "_saver",
+            "_storegate",
+            "_task_id",
+            "_subtask_id",
+            "_job_id",
+            "_trial_id",
+            "_hps_originals",
+            "_resolved_hps",
+        }
+    )
+    """Private attributes that hold bookkeeping state, not hyperparameters (subclasses
+    extend it), so :meth:`set_hps` refuses them."""
 
     def __init__(
         self,
@@ -171,7 +172,7 @@ class BaseTask:
         return sorted(
             key[1:]
             for key in vars(self)
-            if key.startswith("_") and not key.startswith("__") and key not in _INTERNAL_ATTRS
+            if key.startswith("_") and not key.startswith("__") and key not in self._state_attrs
         )
 
     def set_hps(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -179,20 +180,28 @@ class BaseTask:
 
         Each key names an existing attribute (``'num_epochs'`` sets ``self._num_epochs``);
         subclasses may route compound keys (see :class:`MLBaseTask`). A string value
-        ``'saver__KEY__SUB'`` is replaced by ``saver[KEY][SUB]`` at this moment. Every value
-        is checked before anything is set, so a bad key changes nothing.
+        ``'saver__KEY__SUB'`` is replaced by ``saver[KEY][SUB]`` at this moment. Every key and
+        value is checked before anything is set, so a bad call changes nothing. Dict and
+        list values are copied: routing a later ``model__x`` never mutates the caller's dict.
 
         Raises:
-            KeyError: a key names no hyperparameter of this task.
+            KeyError: a key names no hyperparameter of this task, or a Saver reference names
+                a missing Saver key or entry.
+            ValueError: a malformed Saver reference, no saver attached, or a value the
+                attribute does not accept.
         """
-        targets = [(self._hp_target(key), key) for key in params]
-        resolved = {key: self._resolve_value(key, params[key]) for key in params}
-        for (attr, sub), key in targets:
+        targets = {key: self._hp_target(key) for key in params}
+        values = {}
+        resolved = {}
+        for key, (attr, sub) in targets.items():
+            resolved[key] = self._resolve_value(key, params[key])
+            values[key] = self._convert_hp(key, attr, sub, resolved[key])
+        for key, (attr, sub) in targets.items():
             self._remember_original(attr, sub)
             if sub is None:
-                setattr(self, attr, resolved[key])
+                setattr(self, attr, values[key])
             else:
-                getattr(self, attr)[sub] = resolved[key]
+                getattr(self, attr)[sub] = values[key]
         self._resolved_hps.update(resolved)
         return dict(resolved)
 
@@ -211,7 +220,8 @@ class BaseTask:
     def _hp_target(self, key: str) -> tuple[str, str | None]:
         """Map a hyperparameter key to ``(attribute, dict key or None)``."""
         attr = f"_{key}"
-        if key and not key.startswith("_") and hasattr(self, attr) and attr not in _INTERNAL_ATTRS:
+        settable = hasattr(self, attr) and attr not in self._state_attrs
+        if key and not key.startswith("_") and settable:
             return attr, None
         allowed = ", ".join(self.hyperparameter_names())
         raise KeyError(
@@ -220,6 +230,15 @@ class BaseTask:
 
     def _hp_key_hint(self) -> str:
         return ""
+
+    def _convert_hp(self, key: str, attr: str, sub: str | None, value: Any) -> Any:
+        """The value to store for ``key`` (validated; raise to refuse it).
+
+        Subclasses normalise their own attributes here, before anything is set.
+        """
+        if isinstance(value, dict | list):
+            return copy.copy(value)
+        return value
 
     def _remember_original(self, attr: str, sub: str | None) -> None:
         if attr in self._hps_originals:

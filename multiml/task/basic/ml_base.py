@@ -33,6 +33,17 @@ logger = logging.getLogger(__name__)
 
 VarNames = str | tuple[str, ...] | list[str] | None
 
+# Attributes holding var-names entries (normalised with parse_var_names when set).
+_VAR_NAME_ATTRS = frozenset(
+    {
+        "_input_var_names",
+        "_output_var_names",
+        "_save_var_names",
+        "_pred_var_names",
+        "_true_var_names",
+    }
+)
+
 
 def parse_var_names(spec: VarNames) -> VarNames:
     """Normalise one var-names entry: ``'a,b'`` becomes ``['a', 'b']``; others pass."""
@@ -53,6 +64,17 @@ def flatten_var_names(spec: VarNames) -> list[str]:
     for item in spec:
         names.extend(flatten_var_names(item))
     return names
+
+
+def read_vars(storegate: Any, var_names: VarNames, phase: str, index: Any = -1) -> Any:
+    """Read a var-names entry from a StoreGate, following its shape convention.
+
+    A list may hold tuples (each stacked on axis 1) besides plain names: every list item is
+    read on its own, so ``['x', ('a', 'b')]`` gives ``[x, stacked a/b]``.
+    """
+    if isinstance(var_names, list):
+        return [read_vars(storegate, item, phase, index) for item in var_names]
+    return storegate.get_data(var_names, phase, index)
 
 
 @dataclass
@@ -134,6 +156,17 @@ class MLBaseTask(BaseTask):
     ) -> None:
         super().__init__(**kwargs)
         if var_names is not None:
+            given = {
+                "input_var_names": input_var_names,
+                "output_var_names": output_var_names,
+                "true_var_names": true_var_names,
+            }
+            clash = [name for name, value in given.items() if value is not None]
+            if clash:
+                raise ValueError(
+                    f"var_names={var_names!r} sets input, output and true variables; do not "
+                    f"also pass {clash}"
+                )
             parts = var_names.split()
             if len(parts) != 3:
                 raise ValueError(
@@ -274,6 +307,23 @@ class MLBaseTask(BaseTask):
             return f"_{prefix}_args", sub
         return super()._hp_target(key)
 
+    def _convert_hp(self, key: str, attr: str, sub: str | None, value: Any) -> Any:
+        if sub is None:
+            if attr == "_phases":
+                return self._check_phases(value)
+            if attr in _VAR_NAME_ATTRS:
+                return parse_var_names(value)
+            if attr.endswith("_args") and isinstance(getattr(self, attr), dict):
+                if value is None:
+                    return {}
+                if not isinstance(value, dict):
+                    raise TypeError(
+                        f"{self.name}: hyperparameter {key!r} must be a dict of keyword "
+                        f"arguments (or None); got {type(value).__name__} {value!r}"
+                    )
+                return dict(value)
+        return super()._convert_hp(key, attr, sub, value)
+
     def _hp_key_hint(self) -> str:
         routed = sorted(
             key[1:-5] + "__<arg>"
@@ -294,33 +344,52 @@ class MLBaseTask(BaseTask):
     def compile_var_names(self) -> None:
         """Check that the inputs and targets this task needs exist in the StoreGate.
 
+        Inputs are needed in every phase this task reads (with ``'test'`` in ``phases``,
+        every phase that has rows, since predictions are written back everywhere);
+        targets only in the phases it fits on (``'train'``, and ``'valid'`` when listed).
+
         Raises:
             KeyError: a variable is missing; the message names this step and subtask, the
                 variable, the phase and what the store holds.
         """
         if self._storegate is None:
             return
-        needed = flatten_var_names(self._input_var_names)
-        if "train" in self._phases:
-            needed += flatten_var_names(self._true_var_names)
         for phase in self._data_phases():
             available = self._storegate.get_var_names(phase)
-            missing = [name for name in needed if name not in available]
+            missing = [name for name in self._needed_vars(phase) if name not in available]
             if missing:
-                who = f"step {self._task_id!r} subtask {self._subtask_id or self.name!r}"
                 raise KeyError(
-                    f"{who} needs variable(s) {missing} in phase {phase!r}, but the StoreGate "
-                    f"(data_id={self._storegate.data_id!r}) holds {sorted(available)}. "
-                    "Is an earlier step's output_var_names spelled the same way?"
+                    f"{self._describe()} needs variable(s) {missing} in phase {phase!r}, but "
+                    f"the StoreGate (data_id={self._storegate.data_id!r}) holds "
+                    f"{sorted(available)}. Is an earlier step's output_var_names spelled the "
+                    "same way?"
                 )
 
+    def _describe(self) -> str:
+        return f"step {self._task_id!r} subtask {self._subtask_id or self.name!r}"
+
+    def _fit_phases(self) -> list[str]:
+        """Phases whose targets training reads."""
+        if const.TRAIN not in self._phases:
+            return []
+        return [p for p in (const.TRAIN, const.VALID) if p in self._phases]
+
+    def _needed_vars(self, phase: str) -> list[str]:
+        """Store variables this task reads in ``phase``."""
+        needed = flatten_var_names(self._input_var_names)
+        if phase in self._fit_phases():
+            needed += flatten_var_names(self._true_var_names)
+        return needed
+
     def _data_phases(self) -> list[str]:
-        """Phases this task reads, among those present in the StoreGate."""
+        """Phases this task reads, among those with rows in the StoreGate."""
         wanted = set(self._phases)
-        if "test" in wanted:  # prediction writes every phase back
+        if const.TEST in wanted:  # prediction writes every phase back
             wanted.update(const.PHASES)
-        present = set(self._storegate.get_metadata().get("sizes", {})) if self._storegate else set()
-        return [p for p in const.PHASES if p in wanted and (not present or p in present)]
+        sizes = self._storegate.get_metadata().get("sizes") if self._storegate else None
+        if sizes is None:  # never compiled: check what is asked for
+            return [p for p in const.PHASES if p in wanted]
+        return [p for p in const.PHASES if p in wanted and sizes.get(p, 0) > 0]
 
     def compile_model(self) -> None:
         """Build ``self.ml.model`` (framework subclasses)."""
@@ -366,7 +435,9 @@ class MLBaseTask(BaseTask):
         self._storegate.compile()
 
     def _present_phases(self) -> list[str]:
-        sizes = self._storegate.get_metadata().get("sizes", {})
+        if self._storegate is None:
+            raise ValueError(f"{self.name}: no storegate attached to write predictions to")
+        sizes = self._storegate.get_metadata().get("sizes") or {}
         return [p for p in const.PHASES if sizes.get(p, 0) > 0]
 
     def _select_saved(self, pred: Any) -> Any:
@@ -378,12 +449,16 @@ class MLBaseTask(BaseTask):
         picked = [pred[outputs.index(name)] for name in saved_list]
         return picked if isinstance(saved, list) else picked[0]
 
+    def read_vars(self, var_names: VarNames, phase: str, index: Any = -1) -> Any:
+        """Read a var-names entry from this task's StoreGate (see :func:`read_vars`)."""
+        return read_vars(self._storegate, var_names, phase, index)
+
     def get_input_true_data(self, phase: str) -> tuple[Any, Any]:
         """``(inputs, targets)`` of a phase as stored (targets None when not configured)."""
-        inputs = self._storegate.get_data(self._input_var_names, phase)
+        inputs = self.read_vars(self._input_var_names, phase)
         trues = None
         if self._true_var_names is not None:
-            trues = self._storegate.get_data(self._true_var_names, phase)
+            trues = self.read_vars(self._true_var_names, phase)
         return inputs, trues
 
     # --------------------------------------------------------------- weights

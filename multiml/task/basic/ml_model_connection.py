@@ -50,6 +50,16 @@ class ModelConnectionTask(MLBaseTask):
             are derived from the subtasks and must not be given.
     """
 
+    # Variable names are derived from the subtasks on every compile, never set directly.
+    _state_attrs = MLBaseTask._state_attrs | {
+        "_subtasks",
+        "_input_var_index",
+        "_num_outputs",
+        "_input_var_names",
+        "_output_var_names",
+        "_true_var_names",
+    }
+
     def __init__(
         self,
         subtasks: Sequence[MLBaseTask],
@@ -67,13 +77,15 @@ class ModelConnectionTask(MLBaseTask):
         if len(subtasks) < 2:
             raise ValueError(f"ModelConnectionTask needs at least 2 subtasks, got {len(subtasks)}")
         self._subtasks = subtasks
-        self._variable_mapping = [tuple(pair) for pair in (variable_mapping or [])]
-        for pair in self._variable_mapping:
-            if len(pair) != 2:
-                raise ValueError(f"variable_mapping entry {pair!r} is not a (from, to) pair")
+        self._variable_mapping = _check_mapping(variable_mapping)
         self._input_var_index: list[Any] = []
         self._num_outputs: list[int] = []
         self.compile_index()
+
+    def _convert_hp(self, key: str, attr: str, sub: str | None, value: Any) -> Any:
+        if attr == "_variable_mapping" and sub is None:
+            return _check_mapping(value)
+        return super()._convert_hp(key, attr, sub, value)
 
     @property
     def subtasks(self) -> list[MLBaseTask]:
@@ -186,31 +198,26 @@ class ModelConnectionTask(MLBaseTask):
     # ------------------------------------------------------------------ data
     def get_input_true_data(self, phase: str) -> tuple[list[Any], list[Any]]:
         """External inputs (one array per slot) and the targets of weighted subtasks."""
-        inputs = [self._storegate.get_data(name, phase) for name in self._input_var_names]
+        inputs = self.read_vars(self._input_var_names, phase)
         weights = self.resolve_loss_weights()
         trues = [
-            self._storegate.get_data(sub.true_var_names, phase) if weight else None
+            self.read_vars(sub.true_var_names, phase) if weight else None
             for sub, weight in zip(self._subtasks, weights, strict=True)
         ]
         return inputs, trues
 
-    def compile_var_names(self) -> None:
-        """Check the external inputs and the weighted targets exist in the StoreGate."""
-        if self._storegate is None:
-            return
-        weights = self.resolve_loss_weights()
+    def _describe(self) -> str:
+        return f"connected steps {[s.task_id for s in self._subtasks]}"
+
+    def _needed_vars(self, phase: str) -> list[str]:
+        """External inputs, plus the targets of weighted subtasks in the fitting phases."""
         needed = flatten_var_names(self._input_var_names)
-        for sub, weight in zip(self._subtasks, weights, strict=True):
-            if weight:
-                needed += flatten_var_names(sub.true_var_names)
-        for phase in self._data_phases():
-            available = self._storegate.get_var_names(phase)
-            missing = [name for name in needed if name not in available]
-            if missing:
-                raise KeyError(
-                    f"connected steps {[s.task_id for s in self._subtasks]} need variable(s) "
-                    f"{missing} in phase {phase!r}, but the StoreGate holds {sorted(available)}"
-                )
+        if phase in self._fit_phases():
+            weights = self.resolve_loss_weights()
+            for sub, weight in zip(self._subtasks, weights, strict=True):
+                if weight:
+                    needed += flatten_var_names(sub.true_var_names)
+        return needed
 
     def predict_update(self, phases: Sequence[str] | None = None) -> None:
         """Predict each phase and write every subtask's outputs to its own variables."""
@@ -223,3 +230,20 @@ class ModelConnectionTask(MLBaseTask):
                     subtask.output_var_names, pred, phase=phase, do_compile=False
                 )
         self._storegate.compile()
+
+
+def _check_mapping(mapping: Sequence[Sequence[str]] | None) -> list[tuple[str, str]]:
+    """Validate ``variable_mapping`` and return it as a list of ``(from, to)`` tuples."""
+    pairs = []
+    for pair in mapping or []:
+        if (
+            isinstance(pair, str)
+            or not isinstance(pair, Sequence)
+            or len(pair) != 2
+            or not all(isinstance(name, str) for name in pair)
+        ):
+            raise ValueError(
+                f"variable_mapping entry {pair!r} is not a (from, to) pair of variable names"
+            )
+        pairs.append((pair[0], pair[1]))
+    return pairs
