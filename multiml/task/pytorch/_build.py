@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import importlib
 import inspect
 from collections.abc import Sequence
@@ -51,7 +52,8 @@ def build(
     """Build a fresh object from ``spec``.
 
     - a string: looked up with :func:`lookup`, then called;
-    - a class or factory function: called with ``*positional, **args``;
+    - a class, a factory function or a ``functools.partial``: called with
+      ``*positional, **args``;
     - an instance: deep-copied (so training never changes the caller's object and every
       build starts from the same state); ``args`` must then be empty.
     """
@@ -59,7 +61,8 @@ def build(
         return None
     if isinstance(spec, str):
         spec = lookup(spec, namespaces, kind)
-    if inspect.isclass(spec) or inspect.isfunction(spec) or inspect.ismethod(spec):
+    factory = inspect.isclass(spec) or inspect.isfunction(spec) or inspect.ismethod(spec)
+    if factory or isinstance(spec, functools.partial):
         try:
             return spec(*positional, **args)
         except TypeError as exc:

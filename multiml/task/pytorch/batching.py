@@ -13,6 +13,7 @@ collate. That keeps the framework's training loop as fast as a hand-written one.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -107,14 +108,15 @@ def _pin(data: Any) -> Any:
 def resolve_batch_size(spec: BatchSpec, phase: str, num_samples: int) -> int:
     """Batch size of ``phase`` from an int, a per-phase dict, or an equal-length spec.
 
-    ``{'type': 'equal_length', 'length': L}`` splits every phase into ``L`` batches
-    (batch size ``num_samples // L``, at least 1), so train and valid take the same number
-    of steps. A per-phase dict may hold a ``'default'`` entry for phases it does not name.
+    ``{'type': 'equal_length', 'length': L}`` splits every phase into ``L`` batches of
+    near-equal size (see :func:`equal_length_batches`), so train and valid take the same
+    number of steps; the size returned is the largest of them, ``ceil(num_samples / L)``.
+    A per-phase dict may hold a ``'default'`` entry for phases it does not name.
 
     >>> resolve_batch_size({'train': 32, 'default': 256}, 'test', 1000)
     256
-    >>> resolve_batch_size({'type': 'equal_length', 'length': 10}, 'valid', 1000)
-    100
+    >>> resolve_batch_size({'type': 'equal_length', 'length': 10}, 'valid', 1005)
+    101
     """
     if isinstance(spec, bool) or not isinstance(spec, int | dict):
         raise ValueError(
@@ -123,18 +125,9 @@ def resolve_batch_size(spec: BatchSpec, phase: str, num_samples: int) -> int:
         )
     if isinstance(spec, int):
         size = spec
-    elif spec.get("type") == "equal_length":
-        length = spec.get("length")
-        if not isinstance(length, int) or length < 1:
-            raise ValueError(
-                f"batch_size={spec!r}: 'equal_length' needs a positive int 'length' "
-                "(the number of batches per phase)"
-            )
-        size = max(1, num_samples // length)
     elif "type" in spec:
-        raise ValueError(
-            f"batch_size={spec!r}: unknown type {spec['type']!r}; allowed: equal_length"
-        )
+        length = equal_length_batches(spec)
+        size = max(1, -(-num_samples // length))
     elif phase in spec:
         size = spec[phase]
     elif "default" in spec:
@@ -148,18 +141,53 @@ def resolve_batch_size(spec: BatchSpec, phase: str, num_samples: int) -> int:
     return size
 
 
+def equal_length_batches(spec: BatchSpec) -> int | None:
+    """``L`` of an ``{'type': 'equal_length', 'length': L}`` spec; None for other specs.
+
+    >>> equal_length_batches({'type': 'equal_length', 'length': 8}), equal_length_batches(64)
+    (8, None)
+    """
+    if not isinstance(spec, dict) or "type" not in spec:
+        return None
+    if spec["type"] != "equal_length":
+        raise ValueError(
+            f"batch_size={spec!r}: unknown type {spec['type']!r}; allowed: equal_length"
+        )
+    length = spec.get("length")
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise ValueError(
+            f"batch_size={spec!r}: 'equal_length' needs a positive int 'length' "
+            "(the number of batches per phase)"
+        )
+    return length
+
+
 def index_batches(
-    num_samples: int, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+    num_samples: int,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    num_batches: int | None = None,
 ) -> Iterator[torch.Tensor | slice]:
     """Indices of consecutive batches, over a random permutation when ``shuffle``.
 
-    Without shuffling each batch is a ``slice``, so gathering is a view and rows come in
-    store order (predictions stay aligned with their labels).
+    Batches hold ``batch_size`` rows (the last one the rest); with ``num_batches`` the rows
+    are instead cut into that many batches whose sizes differ by at most one (fewer when
+    there are fewer rows). Without shuffling each batch is a ``slice``, so gathering is a
+    view and rows come in store order (predictions stay aligned with their labels).
+
+    >>> [(s.start, s.stop) for s in index_batches(10, 4, shuffle=False)]
+    [(0, 4), (4, 8), (8, 10)]
+    >>> [(s.start, s.stop) for s in index_batches(10, 4, shuffle=False, num_batches=3)]
+    [(0, 3), (3, 6), (6, 10)]
     """
-    if shuffle:
-        order = torch.randperm(num_samples, generator=generator)
-        for start in range(0, num_samples, batch_size):
-            yield order[start : start + batch_size]
+    if num_batches is not None:
+        count = max(1, min(num_batches, num_samples))
+        bounds = [(i * num_samples) // count for i in range(count + 1)]
     else:
-        for start in range(0, num_samples, batch_size):
-            yield slice(start, min(start + batch_size, num_samples))
+        bounds = [*range(0, num_samples, batch_size), num_samples]
+    order = torch.randperm(num_samples, generator=generator) if shuffle else None
+    for start, stop in itertools.pairwise(bounds):
+        if start >= stop:
+            continue
+        yield order[start:stop] if order is not None else slice(start, stop)

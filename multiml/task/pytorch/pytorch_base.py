@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from multiml import const
-from multiml.task.basic.ml_base import MLBaseTask
+from multiml.task.basic.ml_base import MLBaseTask, read_vars
 from multiml.task.pytorch import batching
 from multiml.task.pytorch._build import build, resolve_device
 from multiml.task.pytorch.batching import BatchSampler, BatchSource
@@ -64,6 +64,7 @@ class PytorchBaseTask(MLBaseTask):
     """
 
     ml_type = "pytorch"
+    _state_attrs = MLBaseTask._state_attrs | {"_torch_device", "_scaler"}
 
     def __init__(
         self,
@@ -102,8 +103,21 @@ class PytorchBaseTask(MLBaseTask):
 
     # --------------------------------------------------------------- compile
     def compile(self) -> None:
-        """Resolve the device, then build a fresh model, optimizer, scheduler and loss."""
-        self._torch_device = resolve_device(self._device)
+        """Resolve the device, then build a fresh model, optimizer, scheduler and loss.
+
+        Raises:
+            ValueError: ``device`` or ``gpu_ids`` name a device this machine does not have.
+        """
+        device = resolve_device(self._device)
+        for gpu in self._gpu_ids or []:
+            try:
+                resolve_device(gpu if isinstance(gpu, int) and not isinstance(gpu, bool) else "?")
+            except ValueError as exc:
+                raise ValueError(
+                    f"{self.name}: gpu_ids={self._gpu_ids!r}: {gpu!r} is not a usable CUDA "
+                    f"device index ({exc})"
+                ) from None
+        self._torch_device = device
         super().compile()
 
     def compile_model(self) -> None:
@@ -115,10 +129,14 @@ class PytorchBaseTask(MLBaseTask):
         model = build(self._model, self._model_args, [modules, nn], "model")
         if not isinstance(model, nn.Module):
             raise TypeError(f"{self.name}: model built a {type(model).__name__}, not an nn.Module")
+        self.ml.model = self.wrap_model(model)
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """Move a model to the device (wrapped in ``nn.DataParallel`` with ``gpu_ids``)."""
         model = model.to(self.torch_device)
         if self._gpu_ids:
             model = nn.DataParallel(model, device_ids=self._gpu_ids)
-        self.ml.model = model
+        return model
 
     def compile_optimizer(self) -> None:
         """Build the optimizer over the trainable parameters, and the scheduler."""
@@ -137,12 +155,36 @@ class PytorchBaseTask(MLBaseTask):
         )
 
     def compile_loss(self) -> None:
-        """Build the loss (or one loss per output)."""
+        """Build the loss, or one loss per output when ``loss`` is a list.
+
+        ``loss_weights`` is then None (all 1) or a list with one weight per loss; with a
+        single loss it may be a number that scales it.
+        """
+        weights = self._loss_weights
         if isinstance(self._loss, list | tuple):
+            if self._loss_args:
+                raise ValueError(
+                    f"{self.name}: loss_args={self._loss_args} cannot be applied to a list of "
+                    "losses; give configured instances in the list instead"
+                )
+            if weights is not None and (
+                not isinstance(weights, list | tuple) or len(weights) != len(self._loss)
+            ):
+                raise ValueError(
+                    f"{self.name}: loss_weights={weights!r} must be None or a list with one "
+                    f"weight per loss ({len(self._loss)})"
+                )
             self.ml.loss = [build(fn, {}, [nn], "loss") for fn in self._loss]
         else:
+            if weights is not None and (
+                isinstance(weights, bool) or not isinstance(weights, int | float)
+            ):
+                raise ValueError(
+                    f"{self.name}: loss_weights={weights!r} with a single loss must be None or "
+                    "a number (a list needs a list of losses)"
+                )
             self.ml.loss = build(self._loss, self._loss_args, [nn], "loss")
-        self.ml.loss_weights = self._loss_weights
+        self.ml.loss_weights = weights
 
     @property
     def unwrapped_model(self) -> nn.Module:
@@ -165,6 +207,8 @@ class PytorchBaseTask(MLBaseTask):
             and the weights of the best epoch are restored.
         """
         self._require_compiled(need_optimizer=True)
+        if train_data is None and self._true_var_names is None:
+            raise ValueError(f"{self.name}: true_var_names is not set, so there is nothing to fit")
         train = self._source(const.TRAIN, train_data)
         valid = self._source(const.VALID, valid_data) if self._has_valid(valid_data) else None
         stopper = _EarlyStopping(self._max_patience) if self._max_patience is not None else None
@@ -176,11 +220,11 @@ class PytorchBaseTask(MLBaseTask):
         self._scaler = self._make_scaler()
         history: History = {const.TRAIN: [], const.VALID: []}
         for epoch in range(1, self._num_epochs + 1):
-            history[const.TRAIN].append(self._run_epoch(epoch, const.TRAIN, train))
+            history[const.TRAIN].append(self._run_epoch(epoch, const.TRAIN, train)[0])
             valid_loss = None
             if valid is not None:
-                history[const.VALID].append(self._run_epoch(epoch, const.VALID, valid))
-                valid_loss = history[const.VALID][-1].get("loss")
+                metrics, valid_loss = self._run_epoch(epoch, const.VALID, valid)
+                history[const.VALID].append(metrics)
             self._step_scheduler(valid_loss)
             if stopper is not None and stopper.update(valid_loss, self.unwrapped_model):
                 logger.debug("%s: early stop after epoch %d", self.name, epoch)
@@ -254,21 +298,29 @@ class PytorchBaseTask(MLBaseTask):
         if shuffle and self._batch_sampler is not None:
             indices: Iterable[Any] = self._batch_sampler(len(source), size, phase)
         else:
-            indices = batching.index_batches(len(source), size, shuffle)
+            count = batching.equal_length_batches(self._batch_size)
+            indices = batching.index_batches(len(source), size, shuffle, num_batches=count)
         if isinstance(source, _StoreBatches):
-            args = {"num_workers": self._num_workers, **self._dataloader_args}
-            loader = torch.utils.data.DataLoader(
+            # A generator of its own keeps the loader from drawing on torch's global RNG, so
+            # streaming shuffles exactly like the in-memory path for the same seed.
+            args = {
+                "num_workers": self._num_workers,
+                "generator": torch.Generator(),
+                **self._dataloader_args,
+            }
+            return torch.utils.data.DataLoader(
                 source, batch_size=None, sampler=list(indices), **args
             )
-            return loader
         return (source.gather(index) for index in indices)
 
     def _num_batches(self, source: Any, phase: str) -> int:
         size = batching.resolve_batch_size(self._batch_size, phase, len(source))
-        return -(-len(source) // size)
+        count = batching.equal_length_batches(self._batch_size)
+        return min(count, len(source)) if count is not None else -(-len(source) // size)
 
     # ---------------------------------------------------------------- epochs
-    def _run_epoch(self, epoch: int, phase: str, source: Any) -> dict[str, Any]:
+    def _run_epoch(self, epoch: int, phase: str, source: Any) -> tuple[dict[str, Any], float]:
+        """Run one epoch of ``phase``; return its metrics and its mean loss."""
         training = phase == const.TRAIN
         model = self.ml.model
         model.train(training)
@@ -286,12 +338,12 @@ class PytorchBaseTask(MLBaseTask):
                 meter.update(outputs, targets, loss, sublosses, batching.num_rows(inputs))
                 if not bar.disable:
                     bar.update(1)
-        result = meter.compute()
+        result, loss = meter.compute()
         if "lr" in self._metrics and self.ml.optimizer is not None:
             result["lr"] = float(self.ml.optimizer.param_groups[0]["lr"])
         text = " ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float))
         logger.debug("%s epoch %d/%d %s: %s", self.name, epoch, self._num_epochs, phase, text)
-        return result
+        return result, loss
 
     def _progress(self, epoch: int, phase: str, total: int) -> tqdm:
         verbose = self._verbose
@@ -380,10 +432,12 @@ class PytorchBaseTask(MLBaseTask):
         self._require_compiled()
         if data is not None:
             source = BatchSource(data)
+        elif self._storegate is None:
+            raise ValueError(f"{self.name}: no storegate attached and no data given")
         elif self._dataloader_args is not None:
             source = _StoreBatches(self, phase, with_targets=False)
         else:
-            source = BatchSource(self._storegate.get_data(self._input_var_names, phase))
+            source = BatchSource(self.read_vars(self._input_var_names, phase))
         model = self.ml.model
         model.eval()
         device = self.torch_device
@@ -416,6 +470,8 @@ class PytorchBaseTask(MLBaseTask):
             raise ValueError(f"{self.name}: load_weights is set but no saver is attached")
         key = self._weights_key(self._load_weights)
         state = self._saver.load_ml(key)["state_dict"]
+        if state is None:
+            raise ValueError(f"{self.name}: Saver key {key!r} holds no model weights to load")
         self.unwrapped_model.load_state_dict(state)
 
 
@@ -427,7 +483,7 @@ class _StoreBatches(torch.utils.data.Dataset):
         self._phase = phase
         self._inputs = task.input_var_names
         self._targets = task.true_var_names if with_targets else None
-        self._length = self._storegate.get_metadata()["sizes"][phase]
+        self._length = (task.storegate.get_metadata().get("sizes") or {}).get(phase, 0)
 
     def __len__(self) -> int:
         return self._length
@@ -437,10 +493,10 @@ class _StoreBatches(torch.utils.data.Dataset):
             index = (index.start, index.stop)
         else:
             index = np.sort(np.asarray(index))
-        inputs = self._storegate.get_data(self._inputs, self._phase, index=index)
+        inputs = read_vars(self._storegate, self._inputs, self._phase, index=index)
         targets = None
         if self._targets is not None:
-            targets = self._storegate.get_data(self._targets, self._phase, index=index)
+            targets = read_vars(self._storegate, self._targets, self._phase, index=index)
         return batching.to_tensor(inputs), (
             batching.to_tensor(targets, targets=True) if targets is not None else None
         )
@@ -487,7 +543,7 @@ class _EpochMeter:
                     "callable fn(outputs, targets)"
                 )
         self._metrics = metrics
-        self._track_loss = "loss" in metrics
+        self._report_loss = "loss" in metrics
         self._others = [m for m in metrics if m not in ("loss", "lr")]
         self._losses: list[torch.Tensor] = []
         self._sizes: list[int] = []
@@ -501,9 +557,8 @@ class _EpochMeter:
 
     def update(self, outputs: Any, targets: Any, loss: Any, sublosses: list[Any], n: int) -> None:
         self._count += n
-        if self._track_loss:
-            self._losses.append(loss.detach())
-            self._sizes.append(n)
+        self._losses.append(loss.detach())  # always: early stopping and schedulers need it
+        self._sizes.append(n)
         for metric in self._others:
             if metric == "acc":
                 self._add("acc", _correct(self._task, outputs, targets))
@@ -521,18 +576,22 @@ class _EpochMeter:
                 value = value.detach() if isinstance(value, torch.Tensor) else value
                 self._add(_metric_name(metric), value * n)
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self) -> tuple[dict[str, Any], float]:
+        """The epoch's metrics (those asked for) and its sample-weighted mean loss."""
         count = max(self._count, 1)
         result = {}
+        loss = float("nan")
         if self._losses:
             sizes = torch.tensor(self._sizes, dtype=torch.float32, device=self._losses[0].device)
-            result["loss"] = float(torch.stack(self._losses).float() @ sizes) / count
+            loss = float(torch.stack(self._losses).float() @ sizes) / count
+        if self._report_loss:
+            result["loss"] = loss
         result.update({key: float(value) / count for key, value in self._sums.items()})
         if self._sublosses is not None:
             result["subloss"] = [
                 float(s) / count if s is not None else None for s in self._sublosses
             ]
-        return result
+        return result, loss
 
 
 def _metric_name(metric: Callable[..., Any]) -> str:
@@ -541,13 +600,15 @@ def _metric_name(metric: Callable[..., Any]) -> str:
 
 def _correct(task: PytorchBaseTask, outputs: Any, targets: Any) -> torch.Tensor:
     """Number of correct class predictions in a batch (last output when there are several)."""
+    loss = task.ml.loss
     if isinstance(outputs, list | tuple):
         outputs, targets = outputs[-1], targets[-1]
+        loss = loss[-1] if isinstance(loss, list) else loss
     outputs = outputs.detach()
     if outputs.ndim >= 2 and outputs.shape[1] > 1:
         predicted = outputs.argmax(dim=1)
     else:
-        threshold = 0.0 if isinstance(task.ml.loss, nn.BCEWithLogitsLoss) else 0.5
+        threshold = 0.0 if isinstance(loss, nn.BCEWithLogitsLoss) else 0.5
         predicted = (outputs.reshape(len(outputs)) > threshold).long()
     if targets.ndim >= 2 and targets.shape[1] > 1:
         targets = targets.argmax(dim=1)

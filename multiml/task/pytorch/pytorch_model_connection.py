@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch import nn
-
 from multiml.task.basic.ml_model_connection import ModelConnectionTask as _Wiring
 from multiml.task.pytorch.modules.connection_model import ConnectionModel
 from multiml.task.pytorch.pytorch_base import PytorchBaseTask
@@ -16,7 +14,7 @@ class ModelConnectionTask(_Wiring, PytorchBaseTask):
     """Connect trained :class:`PytorchBaseTask` subtasks into one model and train it.
 
     The connection reuses each subtask's *current* model object (its weights after
-    pre-training; a subtask never compiled is compiled first) and each subtask's loss. The
+    pre-training; a subtask never compiled gets a fresh model) and each subtask's loss. The
     optimizer covers only parameters with ``requires_grad`` — freeze a pre-trained subtask
     with :meth:`freeze_subtask` (or the agents' ``freeze_model_weights``) and its weights
     stay exactly as they were.
@@ -50,7 +48,16 @@ class ModelConnectionTask(_Wiring, PytorchBaseTask):
 
     @staticmethod
     def freeze_subtask(subtask: PytorchBaseTask) -> None:
-        """Stop training a subtask's model inside the connection (its weights stay fixed)."""
+        """Stop training a subtask's model inside the connection (its weights stay fixed).
+
+        Raises:
+            ValueError: the subtask has no model yet (compile or train it first).
+        """
+        if subtask.ml.model is None:
+            raise ValueError(
+                f"cannot freeze {subtask.name!r} (step {subtask.task_id!r}): it has no model "
+                "yet; compile or train it first"
+            )
         for param in subtask.unwrapped_model.parameters():
             param.requires_grad_(False)
 
@@ -59,13 +66,12 @@ class ModelConnectionTask(_Wiring, PytorchBaseTask):
         models = []
         for subtask in self._subtasks:
             if subtask.ml.model is None:
-                subtask.compile()
+                # Only its model: a subtask's inputs may be produced inside the connection,
+                # so its own variable checks do not apply (compile_var_names checks ours).
+                subtask.compile_model()
             models.append(subtask.unwrapped_model)
-        model: nn.Module = ConnectionModel(models, self._input_var_index, self._num_outputs)
-        model = model.to(self.torch_device)
-        if self._gpu_ids:
-            model = nn.DataParallel(model, device_ids=self._gpu_ids)
-        self.ml.model = model
+        model = ConnectionModel(models, self._input_var_index, self._num_outputs)
+        self.ml.model = self.wrap_model(model)
 
     def compile_optimizer(self) -> None:
         """Build the optimizer over trainable parameters (a clear error when all are frozen)."""
@@ -80,11 +86,17 @@ class ModelConnectionTask(_Wiring, PytorchBaseTask):
 
     def compile_loss(self) -> None:
         """Per-subtask losses come from the subtasks; this resolves the weights."""
-        for subtask in self._subtasks:
+        weights = self.resolve_loss_weights()
+        for subtask, weight in zip(self._subtasks, weights, strict=True):
             if subtask.ml.loss is None:
                 subtask.compile_loss()
+            if weight and subtask.ml.loss is None:
+                raise ValueError(
+                    f"ModelConnectionTask: subtask {subtask.name!r} (step {subtask.task_id!r}) "
+                    f"has loss weight {weight} but no loss; set its loss or give it weight 0"
+                )
         self.ml.loss = [subtask.ml.loss for subtask in self._subtasks]
-        self.ml.loss_weights = self.resolve_loss_weights()
+        self.ml.loss_weights = weights
 
     def step_loss(self, outputs: Any, targets: Any) -> tuple[Any, list[Any]]:
         """Weighted sum of each subtask's own loss on its outputs."""
