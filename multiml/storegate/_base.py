@@ -15,6 +15,10 @@ Index arguments reaching a backend are already normalised by the front end:
 Reads with a ``slice`` or an ``int`` are *basic* reads and return read-only arrays on every
 backend (on the numpy backend they are views of the stored data); reads with an index array
 return a new, writable array.
+
+Every backend can make an *isolated* copy-on-write view of itself (``isolated()``): a
+backend that holds the same variables and metadata, and whose writes never reach the
+original's storage (see :mod:`multiml.storegate.cow_backend`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,14 @@ Index = slice | int | np.ndarray
 
 LOCATIONS = ("numpy", "zarr")
 """Where a variable can live: in memory (``'numpy'``) or on disk (``'zarr'``)."""
+
+
+def check_mode(mode: Any) -> str:
+    """A hybrid mode / location (``'numpy'`` or ``'zarr'``), or a ``ValueError``."""
+    if mode not in LOCATIONS:
+        allowed = ", ".join(repr(m) for m in LOCATIONS)
+        raise ValueError(f"unknown hybrid mode {mode!r}; allowed: {allowed}")
+    return mode
 
 
 def check_name(value: Any, what: str) -> str:
@@ -54,6 +66,9 @@ class Backend(ABC):
 
     name: str
     """``'numpy'``, ``'zarr'`` or ``'hybrid'``."""
+
+    copy_on_write: bool = False
+    """Whether writes are kept in memory over a read-only store on disk."""
 
     # --- listing -------------------------------------------------------------------------
     @abstractmethod
@@ -121,6 +136,12 @@ class Backend(ABC):
     @abstractmethod
     def drop_data_id(self, data_id: str) -> None:
         """Remove every variable and the metadata of ``data_id`` (no-op when unknown)."""
+
+    # --- isolation -----------------------------------------------------------------------
+    @abstractmethod
+    def isolated(self) -> Backend:
+        """A backend that holds the same variables and metadata as this one now, and whose
+        writes never change this backend or its storage (copy-on-write where possible)."""
 
     # --- metadata ------------------------------------------------------------------------
     @abstractmethod

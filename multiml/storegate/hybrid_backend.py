@@ -14,6 +14,10 @@ The metadata (compiled state, sizes) is kept in memory and written to the zarr s
 StoreGate on the same ``output_dir`` reopens what was on disk; variables that were in
 memory are gone (move them ``to_storage`` first to keep them).
 
+``backend_args={..., 'copy_on_write': True}`` opens an existing store read-only and
+``StoreGate.isolated()`` makes a view of an open one: every write, moves included, then
+stays in that store's memory (see :mod:`multiml.storegate.cow_backend`).
+
 >>> import numpy as np
 >>> from multiml import StoreGate
 >>> sg = StoreGate(backend='hybrid')
@@ -30,23 +34,16 @@ from typing import Any
 
 import numpy as np
 
-from multiml.storegate._base import LOCATIONS, Backend, Index, Key
+from multiml.storegate._base import Backend, Index, Key, check_mode
 from multiml.storegate.numpy_backend import NumpyBackend
 from multiml.storegate.zarr_backend import DEFAULT_CHUNK_BYTES, ZarrBackend
-
-
-def _check_mode(mode: Any) -> str:
-    if mode not in LOCATIONS:
-        allowed = ", ".join(repr(m) for m in LOCATIONS)
-        raise ValueError(f"unknown hybrid mode {mode!r}; allowed: {allowed}")
-    return mode
 
 
 class HybridBackend(Backend):
     """A numpy and a zarr backend behind one interface; see the module docstring."""
 
     name = "hybrid"
-    ARGS = ("output_dir", "chunk_bytes", "compressors", "mode")
+    ARGS = ("output_dir", "chunk_bytes", "compressors", "mode", "copy_on_write")
 
     def __init__(
         self,
@@ -55,7 +52,7 @@ class HybridBackend(Backend):
         compressors: Any = None,
         mode: str = "zarr",
     ) -> None:
-        self.mode = _check_mode(mode)
+        self.mode = check_mode(mode)
         self._memory = NumpyBackend()
         self._storage = ZarrBackend(output_dir, chunk_bytes, compressors)
         self.output_dir = self._storage.output_dir
@@ -70,7 +67,7 @@ class HybridBackend(Backend):
 
     def set_mode(self, mode: str) -> None:
         """Where new variables go: ``'numpy'`` (memory) or ``'zarr'`` (disk)."""
-        self.mode = _check_mode(mode)
+        self.mode = check_mode(mode)
 
     def _part(self, location: str) -> Backend:
         return self._memory if location == "numpy" else self._storage
@@ -97,7 +94,7 @@ class HybridBackend(Backend):
 
     def move(self, key: Key, location: str) -> None:
         """Move an existing variable to ``location`` (``'numpy'`` or ``'zarr'``)."""
-        source, target = self._holder(key), self._part(_check_mode(location))
+        source, target = self._holder(key), self._part(check_mode(location))
         if source is target:
             return
         if source is self._storage:
@@ -163,6 +160,20 @@ class HybridBackend(Backend):
         self._memory.drop_data_id(data_id)
         self._storage.drop_data_id(data_id)
         self._order.pop(data_id, None)
+
+    # --- isolation -----------------------------------------------------------------------
+    def isolated(self) -> Backend:
+        """A copy-on-write view: variables on disk are read from this store until written,
+        those in memory are shared until written (see ``NumpyBackend.isolated``)."""
+        from multiml.storegate.cow_backend import CopyOnWriteBackend
+
+        return CopyOnWriteBackend.over(
+            self,
+            self._storage.read_only_arrays(),
+            memory=self._memory.isolated(),
+            mode=self.mode,
+            keep_alive=self._storage,
+        )
 
     # --- metadata ------------------------------------------------------------------------
     def get_meta(self, data_id: str) -> dict[str, Any] | None:

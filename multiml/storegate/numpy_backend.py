@@ -8,6 +8,11 @@ many chunks costs amortised O(rows), at the price of up to 50 % unused capacity 
 appends; a whole-variable replace (``update_data(..., index=-1)``) stores it exactly.
 Pickling writes only the used rows.
 
+``isolated()`` is lazy: the isolated backend shares every array with the original, and
+either side copies a variable (its used rows) the first time it overwrites rows of it in
+place; replacing, appending (the shared rows are never written) and deleting copy nothing.
+So an isolated view costs nothing until written, and the two never see each other's writes.
+
 >>> import numpy as np
 >>> backend = NumpyBackend()
 >>> backend.replace(('d', 'train', 'x'), np.arange(3), owned=False)
@@ -18,6 +23,7 @@ array([0, 1, 2, 0, 1])
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -28,17 +34,34 @@ _GROWTH = 1.5
 
 
 class _Column:
-    """A variable: ``buf[:n]`` holds its rows, the rest of ``buf`` is spare capacity."""
+    """A variable: ``buf[:n]`` holds its rows, the rest of ``buf`` is spare capacity.
 
-    __slots__ = ("buf", "n")
+    ``shared`` means another backend may hold ``buf[:n]`` (see ``isolated()``): those rows
+    must be copied before they are overwritten in place. Rows past ``n`` are never shared
+    (a sharer's buffer ends at ``n``), so appending in place stays allowed.
+    """
 
-    def __init__(self, buf: np.ndarray) -> None:
+    __slots__ = ("buf", "n", "shared")
+
+    def __init__(self, buf: np.ndarray, shared: bool = False) -> None:
         self.buf = buf
         self.n = len(buf)
+        self.shared = shared
 
     @property
     def rows(self) -> np.ndarray:
         return self.buf if self.n == len(self.buf) else self.buf[: self.n]
+
+    def share(self) -> _Column:
+        """A column of another backend holding the same rows (no copy)."""
+        self.shared = True
+        return _Column(self.rows, shared=True)
+
+    def own(self) -> None:
+        """Copy the rows if they are shared, so that they can be written in place."""
+        if self.shared:
+            self.buf = self.rows.copy()
+            self.shared = False
 
     def __getstate__(self) -> np.ndarray:
         return self.rows
@@ -46,6 +69,7 @@ class _Column:
     def __setstate__(self, state: np.ndarray) -> None:
         self.buf = state
         self.n = len(state)
+        self.shared = False
 
 
 class NumpyBackend(Backend):
@@ -116,8 +140,10 @@ class NumpyBackend(Backend):
     def _set(self, key: Key, array: np.ndarray) -> None:
         phase = self._phase(key)
         if key[2] in phase:
-            phase[key[2]].buf = array
-            phase[key[2]].n = len(array)
+            column = phase[key[2]]
+            column.buf = array
+            column.n = len(array)
+            column.shared = False
         else:
             phase[key[2]] = _Column(array)
 
@@ -130,11 +156,14 @@ class NumpyBackend(Backend):
             grown = np.empty((capacity, *column.buf.shape[1:]), dtype=dtype)
             grown[: column.n] = column.rows
             column.buf = grown
+            column.shared = False
         column.buf[column.n : need] = data
         column.n = need
 
     def write(self, key: Key, index: Index, data: np.ndarray) -> None:
-        self._column(key).rows[index] = data
+        column = self._column(key)
+        column.own()
+        column.rows[index] = data
 
     def create(self, key: Key, shape: tuple[int, ...], dtype: np.dtype) -> None:
         self._set(key, np.zeros(shape, dtype=dtype))
@@ -146,6 +175,20 @@ class NumpyBackend(Backend):
     def drop_data_id(self, data_id: str) -> None:
         self._data.pop(data_id, None)
         self._meta.pop(data_id, None)
+
+    # --- isolation -----------------------------------------------------------------------
+    def isolated(self) -> NumpyBackend:
+        """A backend sharing every array with this one until either side writes it."""
+        clone = NumpyBackend()
+        clone._data = {
+            data_id: {
+                phase: {name: column.share() for name, column in columns.items()}
+                for phase, columns in phases.items()
+            }
+            for data_id, phases in self._data.items()
+        }
+        clone._meta = copy.deepcopy(self._meta)
+        return clone
 
     # --- metadata ------------------------------------------------------------------------
     def get_meta(self, data_id: str) -> dict[str, Any] | None:

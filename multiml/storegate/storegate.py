@@ -29,6 +29,9 @@ Backends (``backend=``): ``'numpy'`` (memory), ``'zarr'`` (a zarr v3 store on di
 ``backend_args={'output_dir': path}``; the layout is ``<output_dir>/<data_id>/<phase>/
 <var_name>``, see :mod:`multiml.storegate.zarr_backend`) and ``'hybrid'`` (both; see
 :mod:`multiml.storegate.hybrid_backend`). All behave identically through this class.
+``isolated()`` (or ``backend_args={..., 'copy_on_write': True}``) gives a store whose
+writes stay in its own memory and never reach the files on disk (see
+:mod:`multiml.storegate.cow_backend`): one per worker of a search.
 
 Reads and mutation: reads by ``-1``, an int, a ``(start, stop)`` tuple or a slice of one
 phase return **read-only** arrays on every backend (on the numpy backend they are views of
@@ -134,6 +137,13 @@ def _make_backend(backend: Any, backend_args: Mapping[str, Any] | None) -> Backe
             f"backend {backend!r} does not take backend_args {unknown}; "
             f"allowed: {list(allowed_args) or 'none'}"
         )
+    copy_on_write = args.pop("copy_on_write", False)
+    if not isinstance(copy_on_write, bool | np.bool_):
+        raise TypeError(f"backend_args copy_on_write must be a bool; got {copy_on_write!r}")
+    if copy_on_write:
+        from multiml.storegate.cow_backend import open_copy_on_write
+
+        return open_copy_on_write(backend, args)
     return cls(**args)
 
 
@@ -143,8 +153,10 @@ class StoreGate:
     Args:
         backend: ``'numpy'`` (memory), ``'zarr'`` (disk) or ``'hybrid'`` (both).
         backend_args: options of the backend: ``zarr`` takes ``output_dir`` (a temporary
-            directory, removed with the store, when omitted), ``chunk_bytes`` and
-            ``compressors``; ``hybrid`` takes those and ``mode``; ``numpy`` takes none.
+            directory, removed with the store, when omitted), ``chunk_bytes``,
+            ``compressors`` and ``copy_on_write``; ``hybrid`` takes those and ``mode``;
+            ``numpy`` takes none. ``copy_on_write=True`` opens the existing store at
+            ``output_dir`` read-only and keeps every write in memory (see ``isolated()``).
         data_id: the dataset every call works on (``'default'`` when omitted).
 
     See the module docstring for the shape convention, compile rules and read semantics.
@@ -152,7 +164,13 @@ class StoreGate:
     Pickling (e.g. to a ``spawn`` worker): a ``numpy`` store travels with its arrays and the
     copy is independent; a ``zarr`` store travels as its path and the copy reopens the same
     directory, so its writes land in the same files (do not let two processes write the
-    same variables); ``hybrid`` does both. Open ``track_writes`` scopes do not travel.
+    same variables); ``hybrid`` does both. An isolated store (``isolated()`` or
+    ``copy_on_write=True``) travels as its in-memory changes plus the path, and each copy
+    writes only to its own memory. Open ``track_writes`` scopes do not travel.
+
+    Isolation: ``isolated()`` returns a store that sees the same data and whose writes never
+    reach this store or its files: give one to each worker of a search, or open a shared
+    dataset with ``copy_on_write=True`` so that a run never modifies it.
     """
 
     def __init__(
@@ -181,10 +199,55 @@ class StoreGate:
         self._logs = []
 
     def __repr__(self) -> str:
+        cow = ", copy_on_write=True" if self.copy_on_write else ""
         return (
-            f"StoreGate(backend={self._backend_name!r}, data_id={self._data_id!r}, "
+            f"StoreGate(backend={self._backend_name!r}{cow}, data_id={self._data_id!r}, "
             f"data_ids={self.get_data_ids()!r})"
         )
+
+    # --- isolation -----------------------------------------------------------------------
+    def isolated(self) -> StoreGate:
+        """A store that sees exactly what this one holds now, and whose writes never change
+        this store or its files.
+
+        Every data_id, variable, phase, the compiled state and the current data_id are the
+        same; from then on the two are independent. Nothing large is copied up front:
+
+        - ``zarr`` / ``hybrid``: a copy-on-write view (``copy_on_write`` is ``True``).
+          Variables are read from this store's directory until the view writes them; every
+          write (add, update, create_empty, delete, clear, transforms, compile's
+          ``active``, ``to_memory``) lands in the view's memory. A variable is copied into
+          memory when rows of it are first overwritten or appended to, replaced outright by
+          a whole-variable write, and a delete only hides it. See
+          :mod:`multiml.storegate.cow_backend` for the details and limits (do not write
+          this store on disk while views of it are in use).
+        - ``numpy``: a new numpy store sharing every array with this one; either side copies
+          a variable the first time it overwrites rows of it in place.
+
+        The view pickles as its in-memory changes plus the path of the store on disk (for a
+        ``spawn`` worker); track_writes scopes open on this store do not see its writes.
+
+        >>> sg = StoreGate(backend='zarr', data_id='d')
+        >>> sg.add_data('x', np.arange(4.0), do_compile=True)
+        >>> view = sg.isolated()
+        >>> view.update_data('x', -1.0, index=0)
+        >>> view.get_data('x'), sg.get_data('x')
+        (array([-1.,  1.,  2.,  3.]), array([0., 1., 2., 3.]))
+        >>> view.get_metadata()['vars']['train']['x']['location'], view.copy_on_write
+        ('numpy', True)
+        """
+        clone = StoreGate.__new__(StoreGate)
+        clone._backend_name = self._backend_name
+        clone._backend = self._backend.isolated()
+        clone._data_id = self._data_id
+        clone._logs = []
+        return clone
+
+    @property
+    def copy_on_write(self) -> bool:
+        """Whether this store is a copy-on-write view of a store on disk: its writes are
+        kept in memory and never reach ``output_dir`` (see ``isolated()``)."""
+        return self._backend.copy_on_write
 
     # --- data ids ------------------------------------------------------------------------
     @property
@@ -194,7 +257,8 @@ class StoreGate:
 
     @property
     def output_dir(self) -> str | None:
-        """Directory of the zarr store (``zarr``/``hybrid``; ``None`` for ``numpy``)."""
+        """Directory of the zarr store (``zarr``/``hybrid``; ``None`` for ``numpy``); for a
+        copy-on-write view, the store it reads (and never writes)."""
         return getattr(self._backend, "output_dir", None)
 
     @property

@@ -29,13 +29,21 @@ Storage options (``backend_args``):
   variable that grows by appends is re-chunked geometrically, so appends stay amortised).
 - ``compressors`` (default ``None``: uncompressed, which reads fastest): passed to
   ``zarr.create_array``; ``'auto'`` selects zarr's default (zstd).
+- ``copy_on_write`` (default ``False``): ``True`` opens the existing store at
+  ``output_dir`` read-only and keeps every write in memory, so the files are never
+  modified (each process that opens the store this way gets its own private changes).
+  Variables nobody wrote are still read from disk; a variable is copied into memory the
+  first time rows of it are overwritten or appended to. See
+  :mod:`multiml.storegate.cow_backend`; ``StoreGate.isolated()`` gives the same view of
+  an open store.
 
 Reads of a whole variable, a slice or a row are one zarr read; index-array reads use
 orthogonal indexing (only the chunks holding the rows are read). For random mini-batches
 over data on disk every batch touches most chunks: train from memory instead (the
 ``hybrid`` backend's ``to_memory``). A StoreGate caches the hierarchy when it opens:
 writes made by another process to the same store are not seen until it is reopened, and
-two processes must not write the same variables at once.
+two processes must not write the same variables at once (give each process an isolated
+view, ``StoreGate.isolated()`` or ``copy_on_write=True``, when they write).
 """
 
 from __future__ import annotations
@@ -58,6 +66,29 @@ DEFAULT_CHUNK_BYTES = 4 * 2**20
 _REGROW = 4  # re-chunk an appended variable once it holds this many chunks of its size
 
 
+def _read(array: Any, index: Index) -> Any:
+    """Rows of a zarr array with the read semantics of every backend (``_base``)."""
+    if isinstance(index, np.ndarray):
+        return array.oindex[index]
+    if isinstance(index, slice) and (index.step or 1) < 0:
+        out = array.oindex[np.arange(*index.indices(array.shape[0]))]
+    else:
+        out = array[index]
+    if isinstance(out, np.ndarray):
+        if out.ndim == 0:
+            return out[()]
+        out.flags.writeable = False  # basic reads are read-only on every backend
+    return out
+
+
+def _check_storable(dtype: np.dtype, key: Key) -> None:
+    if np.dtype(dtype).kind == "O":
+        raise TypeError(
+            f"the zarr backend cannot store variable {key[2]!r} of dtype object; use a "
+            f"fixed-size dtype (numbers, bool, 'U<n>' strings) or the numpy backend"
+        )
+
+
 def _ordered(recorded: list[str], present: list[str]) -> list[str]:
     """``present`` names, those in ``recorded`` first (in that order), the rest sorted."""
     known = set(present)
@@ -69,28 +100,44 @@ class ZarrBackend(Backend):
     """Variables in a zarr v3 store on disk; see the module docstring."""
 
     name = "zarr"
-    ARGS = ("output_dir", "chunk_bytes", "compressors")
+    ARGS = ("output_dir", "chunk_bytes", "compressors", "copy_on_write")
 
     def __init__(
         self,
         output_dir: str | os.PathLike[str] | None = None,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         compressors: Any = None,
+        *,
+        read_only: bool = False,
     ) -> None:
+        """``read_only=True`` (internal: the base of a copy-on-write view) opens an existing
+        store without writing anything; every write then fails in zarr."""
         if not isinstance(chunk_bytes, int) or chunk_bytes < 1:
             raise ValueError(f"chunk_bytes must be an int >= 1; got {chunk_bytes!r}")
         self._cleanup: weakref.finalize | None = None
         if output_dir is None:
+            if read_only:
+                raise ValueError("a read-only zarr store needs output_dir")
             output_dir = tempfile.mkdtemp(prefix="multiml-storegate-")
             self._cleanup = weakref.finalize(self, shutil.rmtree, output_dir, True)
         self.output_dir = os.path.abspath(os.fspath(output_dir))
         self._chunk_bytes = chunk_bytes
         self._compressors = compressors
+        self._read_only = read_only
         self._open()
 
     # --- opening and pickling ------------------------------------------------------------
     def _open(self) -> None:
-        self._root = zarr.open_group(self.output_dir, mode="a", zarr_format=3)
+        if self._read_only:
+            try:
+                self._root = zarr.open_group(self.output_dir, mode="r", zarr_format=3)
+            except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+                raise FileNotFoundError(
+                    f"output_dir {self.output_dir!r} holds no zarr store to open read-only "
+                    f"(copy_on_write opens an existing store): {exc}"
+                ) from None
+        else:
+            self._root = zarr.open_group(self.output_dir, mode="a", zarr_format=3)
         root_attrs = self._root.attrs.get(ATTRS_KEY, {})
         self._ids: list[str] = _ordered(
             root_attrs.get("data_ids", []), self._group_keys(self._root)
@@ -111,7 +158,7 @@ class ZarrBackend(Backend):
                 recorded = phase_group.attrs.get(ATTRS_KEY, {}).get("var_names", [])
                 names = _ordered(recorded, list(phase_group.array_keys()))
                 phases[phase] = {name: phase_group[name] for name in names}
-        if ATTRS_KEY not in self._root.attrs:
+        if ATTRS_KEY not in self._root.attrs and not self._read_only:
             self._save_ids()
 
     @staticmethod
@@ -123,12 +170,14 @@ class ZarrBackend(Backend):
             "output_dir": self.output_dir,
             "chunk_bytes": self._chunk_bytes,
             "compressors": self._compressors,
+            "read_only": self._read_only,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.output_dir = state["output_dir"]
         self._chunk_bytes = state["chunk_bytes"]
         self._compressors = state["compressors"]
+        self._read_only = state.get("read_only", False)
         self._cleanup = None  # only the StoreGate that made a temporary directory removes it
         self._open()
 
@@ -185,29 +234,14 @@ class ZarrBackend(Backend):
 
     # --- reads ---------------------------------------------------------------------------
     def read(self, key: Key, index: Index) -> Any:
-        array = self._array(key)
-        if isinstance(index, np.ndarray):
-            return array.oindex[index]
-        if isinstance(index, slice) and (index.step or 1) < 0:
-            out = array.oindex[np.arange(*index.indices(array.shape[0]))]
-        else:
-            out = array[index]
-        if isinstance(out, np.ndarray):
-            if out.ndim == 0:
-                return out[()]
-            out.flags.writeable = False  # basic reads are read-only on every backend
-        return out
+        return _read(self._array(key), index)
 
     def read_copy(self, key: Key) -> np.ndarray:
         return self._array(key)[...]
 
     # --- writes --------------------------------------------------------------------------
     def check_dtype(self, dtype: np.dtype, key: Key) -> None:
-        if np.dtype(dtype).kind == "O":
-            raise TypeError(
-                f"the zarr backend cannot store variable {key[2]!r} of dtype object; use a "
-                f"fixed-size dtype (numbers, bool, 'U<n>' strings) or the numpy backend"
-            )
+        _check_storable(dtype, key)
 
     def _chunks(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
         row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize)
@@ -281,6 +315,18 @@ class ZarrBackend(Backend):
             del self._groups[group_key]
         self._save_ids()
 
+    # --- isolation -----------------------------------------------------------------------
+    def read_only_arrays(self) -> ReadOnlyArrays:
+        """The arrays of this store, to be opened read-only when first read."""
+        arrays = self._arrays if self._read_only else {}  # arrays opened read-only are reused
+        return ReadOnlyArrays(self.output_dir, arrays)
+
+    def isolated(self) -> Backend:
+        """A copy-on-write view: reads from this store, keeps its writes in memory."""
+        from multiml.storegate.cow_backend import CopyOnWriteBackend
+
+        return CopyOnWriteBackend.over(self, self.read_only_arrays(), keep_alive=self)
+
     # --- metadata ------------------------------------------------------------------------
     def get_meta(self, data_id: str) -> dict[str, Any] | None:
         return self._meta.get(data_id)
@@ -288,3 +334,56 @@ class ZarrBackend(Backend):
     def set_meta(self, data_id: str, meta: dict[str, Any]) -> None:
         self._data_group(data_id).attrs[ATTRS_KEY] = meta
         self._meta[data_id] = meta
+
+
+class ReadOnlyArrays:
+    """The arrays of a zarr store, read-only: the base a copy-on-write view reads from.
+
+    Arrays are opened (read-only) when first read, so making a view costs nothing per
+    variable; nothing can be written through this class. It pickles as its path.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        arrays: dict[str, dict[str, dict[str, Any]]] | None = None,
+    ) -> None:
+        self.output_dir = output_dir
+        self._root: Any = None
+        self._arrays: dict[Key, Any] = {
+            (data_id, phase, name): array
+            for data_id, phases in (arrays or {}).items()
+            for phase, names in phases.items()
+            for name, array in names.items()
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"output_dir": self.output_dir}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["output_dir"])
+
+    def _array(self, key: Key) -> Any:
+        array = self._arrays.get(key)
+        if array is None:
+            if self._root is None:
+                self._root = zarr.open_group(self.output_dir, mode="r", zarr_format=3)
+            array = self._arrays[key] = self._root["/".join(key)]
+        return array
+
+    def shape(self, key: Key) -> tuple[int, ...]:
+        return tuple(self._array(key).shape)
+
+    def dtype(self, key: Key) -> np.dtype:
+        return np.dtype(self._array(key).dtype)
+
+    def read(self, key: Key, index: Index) -> Any:
+        return _read(self._array(key), index)
+
+    def read_copy(self, key: Key) -> np.ndarray:
+        return self._array(key)[...]
+
+    @staticmethod
+    def check_dtype(dtype: np.dtype, key: Key) -> None:
+        """Raise ``TypeError`` for a dtype the zarr backend cannot store."""
+        _check_storable(dtype, key)

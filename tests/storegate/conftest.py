@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from multiml import StoreGate
 
-BACKENDS = ["numpy", "zarr", "hybrid", "hybrid:numpy"]
-"""Backends every behavioural test runs on; ``hybrid:numpy`` is hybrid in mode 'numpy'."""
+BACKENDS = [
+    "numpy",
+    "zarr",
+    "hybrid",
+    "hybrid:numpy",
+    "numpy-isolated",
+    "zarr-isolated",
+    "hybrid-isolated",
+]
+"""Backends every behavioural test runs on; ``hybrid:numpy`` is hybrid in mode 'numpy';
+``<name>-isolated`` is ``StoreGate(backend=name).isolated()``: every write of the test goes
+through the isolated view, and the original store must be unchanged afterwards."""
+
+
+def file_digests(path: Any) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``path``: equal means byte-identical."""
+    root = Path(path)
+    return {
+        str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(root.rglob("*"))
+        if f.is_file()
+    }
 
 
 @pytest.fixture(params=BACKENDS)
@@ -19,11 +41,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_sg(backend: str, tmp_path: Any) -> Callable[..., StoreGate]:
+def make_sg(backend: str, tmp_path: Any) -> Iterator[Callable[..., StoreGate]]:
     """Build a StoreGate of the parametrised backend (on-disk ones under ``tmp_path``)."""
     counter = iter(range(1000))
-
     name, _, mode = backend.partition(":")
+    isolated = name.endswith("-isolated")
+    name = name.removesuffix("-isolated")
+    originals: list[tuple[StoreGate, Any]] = []
 
     def make(**kwargs: Any) -> StoreGate:
         args = dict(kwargs.pop("backend_args", None) or {})
@@ -31,9 +55,18 @@ def make_sg(backend: str, tmp_path: Any) -> Callable[..., StoreGate]:
             args.setdefault("output_dir", str(tmp_path / f"store{next(counter)}"))
         if mode:
             args["mode"] = mode
-        return StoreGate(backend=name, backend_args=args, **kwargs)
+        store = StoreGate(backend=name, backend_args=args, **kwargs)
+        if not isolated:
+            return store
+        files = file_digests(store.output_dir) if store.output_dir else None
+        originals.append((store, (_snapshot(store), files)))
+        return store.isolated()
 
-    return make
+    yield make
+    for store, (state, files) in originals:  # the views never changed their originals
+        assert _snapshot(store) == state
+        if files is not None:
+            assert file_digests(store.output_dir) == files
 
 
 @pytest.fixture
@@ -61,3 +94,9 @@ def _snapshot(sg: StoreGate) -> dict[str, Any]:
 def snapshot() -> Callable[[StoreGate], dict[str, Any]]:
     """``snapshot(sg)``: all data_ids, arrays and metadata of a store, comparable with ==."""
     return _snapshot
+
+
+@pytest.fixture
+def digests() -> Callable[[Any], dict[str, str]]:
+    """``digests(path)``: ``{relative path: sha256}`` of every file under ``path``."""
+    return file_digests
