@@ -105,7 +105,7 @@ def test_set_hps_unknown_key_names_it_and_the_allowed_keys():
         assert allowed in message
 
 
-@pytest.mark.parametrize("key", ["saver", "storegate", "task_id", "job_id", "_depth", ""])
+@pytest.mark.parametrize("key", ["saver", "storegate", "task_id", "job_id", "_depth", "", 3])
 def test_set_hps_refuses_bookkeeping_and_private_attributes(key):
     task = Toy()
     with pytest.raises(KeyError):

@@ -190,6 +190,9 @@ class BaseTask:
             ValueError: a malformed Saver reference, no saver attached, or a value the
                 attribute does not accept.
         """
+        for key in params:
+            if not isinstance(key, str):
+                raise KeyError(f"{self.name}: hyperparameter names are strings; got {key!r}")
         targets = {key: self._hp_target(key) for key in params}
         values = {}
         resolved = {}

@@ -334,12 +334,20 @@ class MLBaseTask(BaseTask):
 
     # --------------------------------------------------------------- compile
     def compile(self) -> None:
-        """Check the variables and build model, optimizer, scheduler and loss afresh."""
-        self.ml.clear()
+        """Check the variables and build model, optimizer, scheduler and loss afresh.
+
+        All or nothing: when a check or a build fails, the objects of the previous
+        compile stay in ``self.ml``.
+        """
         self.compile_var_names()
-        self.compile_model()
-        self.compile_optimizer()
-        self.compile_loss()
+        previous, self.ml = self.ml, MLEnv()
+        try:
+            self.compile_model()
+            self.compile_optimizer()
+            self.compile_loss()
+        except BaseException:
+            self.ml = previous
+            raise
 
     def compile_var_names(self) -> None:
         """Check that the inputs and targets this task needs exist in the StoreGate.

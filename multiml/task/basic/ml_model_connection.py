@@ -127,8 +127,8 @@ class ModelConnectionTask(MLBaseTask):
                 return [resolve(item, who) for item in spec]
             raise ValueError(f"{who.name}: input_var_names is not set; it cannot be connected")
 
-        self._output_var_names = []
-        self._num_outputs = []
+        output_names: list[str] = []
+        num_outputs: list[int] = []
         true_names: list[VarNames] = []
         for subtask in self._subtasks:
             wiring.append(resolve(self._map(subtask.input_var_names), subtask))
@@ -139,8 +139,8 @@ class ModelConnectionTask(MLBaseTask):
                 )
             slots = outputs if isinstance(outputs, list) else [outputs]
             produced.extend(slots)
-            self._num_outputs.append(len(slots) if isinstance(outputs, list) else 1)
-            self._output_var_names.extend(flatten_var_names(outputs))
+            num_outputs.append(len(slots) if isinstance(outputs, list) else 1)
+            output_names.extend(flatten_var_names(outputs))
             true_names.append(subtask.true_var_names)
 
         offset = len(externals)
@@ -157,6 +157,8 @@ class ModelConnectionTask(MLBaseTask):
 
         self._input_var_index = [to_pool(ref) for ref in wiring]
         self._input_var_names = list(externals)
+        self._output_var_names = output_names
+        self._num_outputs = num_outputs
         self._true_var_names = true_names
         logger.debug(
             "connection inputs %s outputs %s index %s",

@@ -117,8 +117,12 @@ class PytorchBaseTask(MLBaseTask):
                     f"{self.name}: gpu_ids={self._gpu_ids!r}: {gpu!r} is not a usable CUDA "
                     f"device index ({exc})"
                 ) from None
-        self._torch_device = device
-        super().compile()
+        previous, self._torch_device = self._torch_device, device
+        try:
+            super().compile()
+        except BaseException:
+            self._torch_device = previous
+            raise
 
     def compile_model(self) -> None:
         """Build a fresh model (never reusing weights of an earlier compile) on the device."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import pickle
 
 import numpy as np
 import pytest
@@ -290,6 +291,24 @@ def test_model_must_be_set_and_be_a_module(sg):
         make_task(sg, model=None).compile()
     with pytest.raises(TypeError, match=r"not an nn\.Module"):
         make_task(sg, model=dict, model_args={}).compile()
+
+
+@pytest.mark.parametrize(
+    "hps",
+    [{"model": "MLPBlok"}, {"optimizer__momentum": "x"}, {"input_var_names": "nothing"}],
+)
+def test_a_failed_compile_keeps_the_previous_model(sg, hps):
+    task = make_task(sg)
+    task.compile()
+    ml, model, optimizer = task.ml, task.ml.model, task.ml.optimizer
+    task.set_hps(hps)
+    with pytest.raises((ValueError, TypeError, KeyError)):
+        task.compile()
+    assert task.ml is ml and task.ml.model is model and task.ml.optimizer is optimizer
+    assert task.torch_device == torch.device("cpu")
+    task.reset_hps()
+    task.compile()
+    assert task.ml.model is not model
 
 
 def test_lookup_and_build_helpers():
@@ -797,6 +816,17 @@ def test_fit_given_arrays_instead_of_the_store(sg, data):
     task.compile()
     history = task.fit(train_data=(data["x"][:40], data["label"][:40]))
     assert len(history["train"]) == 2 and history["valid"] == []
+
+
+def test_tasks_pickle_before_and_after_training(sg):
+    """Agents send tasks to worker processes."""
+    fresh = pickle.loads(pickle.dumps(make_task(sg)))
+    assert fresh.ml.model is None and fresh.model_args == {"layers": [4, 8, 2]}
+    task = trained(sg)
+    copy_ = pickle.loads(pickle.dumps(task))
+    assert_same_state(state(copy_.ml.model), state(task.ml.model))
+    np.testing.assert_array_equal(copy_.predict("test"), task.predict("test"))
+    assert copy_.history == task.history
 
 
 # ------------------------------------------------------------ progress bars
