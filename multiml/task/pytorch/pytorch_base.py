@@ -110,13 +110,14 @@ class PytorchBaseTask(MLBaseTask):
         """
         device = resolve_device(self._device)
         for gpu in self._gpu_ids or []:
-            try:
-                resolve_device(gpu if isinstance(gpu, int) and not isinstance(gpu, bool) else "?")
-            except ValueError as exc:
+            if not isinstance(gpu, int) or isinstance(gpu, bool):
                 raise ValueError(
-                    f"{self.name}: gpu_ids={self._gpu_ids!r}: {gpu!r} is not a usable CUDA "
-                    f"device index ({exc})"
-                ) from None
+                    f"{self.name}: gpu_ids={self._gpu_ids!r}: {gpu!r} is not a CUDA device index"
+                )
+            try:
+                resolve_device(gpu)
+            except ValueError as exc:
+                raise ValueError(f"{self.name}: gpu_ids={self._gpu_ids!r}: {exc}") from None
         previous, self._torch_device = self._torch_device, device
         try:
             super().compile()

@@ -690,6 +690,12 @@ def test_gpu_ids_that_do_not_exist_are_an_error_at_compile(sg):
         make_task(sg, gpu_ids=[0, 1]).compile()
 
 
+@pytest.mark.parametrize("gpu_ids", [["0"], [True], [0, 99]])
+def test_gpu_ids_must_be_existing_indices(sg, gpu_ids):
+    with pytest.raises(ValueError, match=r"gpu_ids="):
+        make_task(sg, gpu_ids=gpu_ids).compile()
+
+
 def test_amp_on_cpu_is_ignored_and_trains_identically(sg):
     plain = trained(sg, seed=4)
     amp = trained(sg, seed=4, amp=True)
