@@ -9,8 +9,9 @@ view gives each of them private changes instead, and leaves the store on disk as
     view = StoreGate(backend='zarr', backend_args={'output_dir': 'data/',
                                                    'copy_on_write': True})
 
-How it works: the view opens the store read-only (its *base*) and keeps its own index of
-the visible variables, each marked as read from the base or held in memory:
+How it works: the view reads the store's arrays read-only (its *base*; each array is
+opened when first read) and keeps its own index of the visible variables, each marked as
+read from the base or held in memory:
 
 - reads of a variable nobody wrote go to the base on disk (nothing is copied up front);
 - a whole-variable write (``update_data(..., index=-1)``, ``create_empty``, a transform,
@@ -34,10 +35,15 @@ memory (the base cannot be written), logging that at DEBUG level.
 Pickling carries the in-memory part and the base's path: the copy reopens the base
 read-only and is independent of the view it came from (two processes write separately).
 
-Limits: the base is shared, not snapshotted. Writes made to the store on disk by anyone
-else while a view is in use are seen by the view's reads of variables it did not write,
-and a variable whose shape another writer changes on disk reads wrongly; do not write the
-original store while views of it are in use. A view's memory grows with what it writes.
+Writes to the original: in the process where a view was made with ``isolated()``, the
+original copies a variable into each view that still reads it from disk before it
+changes that variable (``detach``), so views keep seeing the data as it was when they were
+made. Nothing can do that across processes or for a store opened by path: do not write
+the store on disk while views of it run elsewhere (their reads of variables they did not
+write would see the changes, or fail).
+
+A view's memory grows with what it writes; ``isolated()`` of a view gives another view
+over the same base, sharing the first one's in-memory arrays until either writes them.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ from multiml.storegate._base import Backend, Index, Key, check_mode
 from multiml.storegate.numpy_backend import NumpyBackend
 
 if TYPE_CHECKING:
-    from multiml.storegate.zarr_backend import ReadOnlyArrays
+    from multiml.storegate.zarr_backend import ReadOnlyArrays, ZarrBackend
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +83,10 @@ class CopyOnWriteBackend(Backend):
         meta: the metadata of each data_id (missing: none).
         mode: where the original would put new variables (``'zarr'`` unless hybrid).
         resident: keys that would be in memory on the original (hybrid).
-        keep_alive: an object kept referenced while the view lives, e.g. the backend owning
-            a temporary directory that ``base`` reads.
+        source: the zarr backend the view was made from (``None`` when opened by path): it
+            is kept alive while the view lives (it may own the temporary directory ``base``
+            reads), and before it changes a variable on disk it hands the view a copy of
+            the variable if the view still reads it from disk (see :meth:`detach`).
     """
 
     copy_on_write = True
@@ -94,7 +102,7 @@ class CopyOnWriteBackend(Backend):
         meta: dict[str, Any],
         mode: str = "zarr",
         resident: set[Key] | None = None,
-        keep_alive: Any = None,
+        source: ZarrBackend | None = None,
     ) -> None:
         if name not in ("zarr", "hybrid"):
             raise ValueError(f"a copy-on-write view behaves as 'zarr' or 'hybrid'; got {name!r}")
@@ -108,7 +116,9 @@ class CopyOnWriteBackend(Backend):
         self._meta: dict[str, Any] = copy.deepcopy(meta)
         self._resident: set[Key] = set() if resident is None else set(resident)
         self._clean: set[Key] = set()  # base variables copied by to_memory, not written since
-        self._keep_alive = keep_alive
+        self._source = source
+        if source is not None:
+            source.add_view(self)
 
     @classmethod
     def over(
@@ -119,7 +129,7 @@ class CopyOnWriteBackend(Backend):
         name: str | None = None,
         memory: NumpyBackend | None = None,
         mode: str = "zarr",
-        keep_alive: Any = None,
+        source: ZarrBackend | None = None,
     ) -> CopyOnWriteBackend:
         """A view of ``original`` as it is now: its data_ids, variables (in creation order;
         those in ``memory`` are held there, the others read from ``base``, the arrays of the
@@ -152,7 +162,7 @@ class CopyOnWriteBackend(Backend):
             meta={data_id: original.get_meta(data_id) for data_id in ids},
             mode=mode,
             resident=resident,
-            keep_alive=keep_alive,
+            source=source,
         )
 
     # --- pickling ------------------------------------------------------------------------
@@ -180,7 +190,7 @@ class CopyOnWriteBackend(Backend):
         self._ids = dict.fromkeys(state["ids"])
         self._resident = state["resident"]
         self._clean = state["clean"]
-        self._keep_alive = None
+        self._source = None  # in another process: the original's writes cannot be seen
 
     # --- bookkeeping ---------------------------------------------------------------------
     def _in_memory(self, key: Key) -> bool:
@@ -213,6 +223,18 @@ class CopyOnWriteBackend(Backend):
         """Copy a base variable into memory (it must not be held there yet)."""
         self._memory.replace(key, self._base.read_copy(key), owned=True)
         self._mark(key, True)
+
+    def detach(self, data_id: str, key: Key | None = None) -> None:
+        """Copy ``key`` (every variable of ``data_id`` when ``None``) into memory if the
+        view reads it from disk: the source is about to change it there."""
+        if key is not None:
+            if self.has(key) and not self._in_memory(key):
+                self._copy_up(key)
+            return
+        for phase, names in self._index.get(data_id, {}).items():
+            for var_name, in_memory in list(names.items()):
+                if not in_memory:
+                    self._copy_up((data_id, phase, var_name))
 
     # --- listing -------------------------------------------------------------------------
     def data_ids(self) -> list[str]:
@@ -329,7 +351,7 @@ class CopyOnWriteBackend(Backend):
             meta=self._meta,
             mode=self.mode,
             resident=self._resident,
-            keep_alive=self._keep_alive,
+            source=self._source,
         )
         clone._clean = set(self._clean)
         return clone

@@ -172,7 +172,7 @@ class HybridBackend(Backend):
             self._storage.read_only_arrays(),
             memory=self._memory.isolated(),
             mode=self.mode,
-            keep_alive=self._storage,
+            source=self._storage,
         )
 
     # --- metadata ------------------------------------------------------------------------

@@ -218,9 +218,11 @@ class StoreGate:
           write (add, update, create_empty, delete, clear, transforms, compile's
           ``active``, ``to_memory``) lands in the view's memory. A variable is copied into
           memory when rows of it are first overwritten or appended to, replaced outright by
-          a whole-variable write, and a delete only hides it. See
-          :mod:`multiml.storegate.cow_backend` for the details and limits (do not write
-          this store on disk while views of it are in use).
+          a whole-variable write, and a delete only hides it. When this store later
+          changes a variable a view still reads from disk, it first hands the view a copy,
+          so views in this process keep their data; copies of a view sent to other
+          processes are not protected that way (do not write this store while they run).
+          See :mod:`multiml.storegate.cow_backend` for the details.
         - ``numpy``: a new numpy store sharing every array with this one; either side copies
           a variable the first time it overwrites rows of it in place.
 

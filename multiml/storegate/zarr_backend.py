@@ -52,13 +52,16 @@ import os
 import shutil
 import tempfile
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
 
 from multiml.const import PHASES
 from multiml.storegate._base import Backend, Index, Key
+
+if TYPE_CHECKING:
+    from multiml.storegate.cow_backend import CopyOnWriteBackend
 
 ATTRS_KEY = "multiml_storegate"
 FORMAT = 1
@@ -124,6 +127,7 @@ class ZarrBackend(Backend):
         self._chunk_bytes = chunk_bytes
         self._compressors = compressors
         self._read_only = read_only
+        self._views: weakref.WeakSet[CopyOnWriteBackend] = weakref.WeakSet()
         self._open()
 
     # --- opening and pickling ------------------------------------------------------------
@@ -179,6 +183,7 @@ class ZarrBackend(Backend):
         self._compressors = state["compressors"]
         self._read_only = state.get("read_only", False)
         self._cleanup = None  # only the StoreGate that made a temporary directory removes it
+        self._views = weakref.WeakSet()  # views made in another process are not told
         self._open()
 
     # --- attributes ----------------------------------------------------------------------
@@ -250,6 +255,7 @@ class ZarrBackend(Backend):
 
     def _create(self, key: Key, shape: tuple[int, ...], dtype: np.dtype) -> Any:
         data_id, phase, var_name = key
+        self._detach(data_id, key)
         group = self._phase_group(data_id, phase)
         array = group.create_array(
             var_name,
@@ -272,6 +278,7 @@ class ZarrBackend(Backend):
             array[...] = data
 
     def append(self, key: Key, data: np.ndarray) -> None:
+        self._detach(key[0], key)
         array = self._array(key)
         dtype = np.result_type(array.dtype, data.dtype)
         total = array.shape[0] + len(data)
@@ -283,6 +290,7 @@ class ZarrBackend(Backend):
             array.append(data, axis=0)
 
     def write(self, key: Key, index: Index, data: np.ndarray) -> None:
+        self._detach(key[0], key)
         array = self._array(key)
         if isinstance(index, slice) and (index.step or 1) < 0:
             index = np.arange(*index.indices(array.shape[0]))
@@ -300,6 +308,7 @@ class ZarrBackend(Backend):
 
     def delete(self, key: Key) -> None:
         data_id, phase, var_name = key
+        self._detach(data_id, key)
         del self._groups[(data_id, phase)][var_name]
         del self._arrays[data_id][phase][var_name]
         self._save_var_names(data_id, phase)
@@ -307,6 +316,7 @@ class ZarrBackend(Backend):
     def drop_data_id(self, data_id: str) -> None:
         if data_id not in self._ids:
             return
+        self._detach(data_id)
         del self._root[data_id]
         self._ids.remove(data_id)
         self._arrays.pop(data_id, None)
@@ -321,11 +331,20 @@ class ZarrBackend(Backend):
         arrays = self._arrays if self._read_only else {}  # arrays opened read-only are reused
         return ReadOnlyArrays(self.output_dir, arrays)
 
+    def add_view(self, view: CopyOnWriteBackend) -> None:
+        """Register a copy-on-write view made from this store: before this store changes a
+        variable on disk, the view gets a copy of it (while the view is alive)."""
+        self._views.add(view)
+
+    def _detach(self, data_id: str, key: Key | None = None) -> None:
+        for view in list(self._views):
+            view.detach(data_id, key)
+
     def isolated(self) -> Backend:
         """A copy-on-write view: reads from this store, keeps its writes in memory."""
         from multiml.storegate.cow_backend import CopyOnWriteBackend
 
-        return CopyOnWriteBackend.over(self, self.read_only_arrays(), keep_alive=self)
+        return CopyOnWriteBackend.over(self, self.read_only_arrays(), source=self)
 
     # --- metadata ------------------------------------------------------------------------
     def get_meta(self, data_id: str) -> dict[str, Any] | None:

@@ -379,3 +379,33 @@ def test_a_view_keeps_a_temporary_store_alive(tmp_path):
     del view
     gc.collect()
     assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hybrid"])
+def test_writes_to_the_original_do_not_reach_views(backend, tmp_path):
+    """In-process views keep the data as it was when they were made (the original hands
+    them a copy of a variable before changing it on disk)."""
+    sg = open_store(backend, tmp_path)
+    fill(sg)
+    view = sg.isolated()
+    nested = view.isolated()
+    before = state(view)
+    assert locations(view) == dict.fromkeys(["x", "y", "label", "active"], "zarr")
+    sg.update_data("x", 5.0, index=0)
+    sg.update_data("y", np.zeros(6))
+    sg.add_data("label", [1, 2])
+    sg.delete_data("active", "all")
+    if backend == "hybrid":
+        sg.to_memory("x", "valid")  # deletes the variable from the zarr part
+    sg.set_data_id("other")
+    sg.clear_data()
+    sg.set_data_id("d")
+    assert state(view) == before
+    assert state(nested) == before
+    assert locations(view) == dict.fromkeys(["x", "y", "label", "active"], "numpy")
+    assert locations(view, "test")["x"] == "zarr"  # unchanged variables stay on disk
+    views = sg._backend._storage._views if backend == "hybrid" else sg._backend._views
+    assert len(views) == 2
+    del view, nested
+    gc.collect()
+    assert len(views) == 0  # a dropped view is not copied into any more
