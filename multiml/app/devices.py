@@ -5,6 +5,11 @@
 the machine (joblib/loky workers, submitit jobs, Ray workers), is released when the job
 ends, and — because the kernel drops it with the process — even when the job crashes.
 
+Slots are physical devices of one machine, so the lock directory of a sweep is scoped by
+:func:`lock_scope` (the host, and ``CUDA_VISIBLE_DEVICES`` when a scheduler set it): jobs
+on different nodes of a cluster, or Slurm/Ray jobs that each see their own GPUs, never
+wait for each other's ``cuda:0``.
+
 >>> with DeviceLease('/tmp/sweep/.devices', ['cpu', 'cpu']) as (slot, device):  # doctest: +SKIP
 ...     run_on(device)
 """
@@ -14,12 +19,34 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
+import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 logger = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def lock_scope() -> str:
+    """Name of the set of physical devices this process can see (a directory name).
+
+    The host name, plus ``CUDA_VISIBLE_DEVICES`` when it is set: processes with the same
+    scope share device slots; processes on other machines, or given other GPUs by a
+    scheduler, do not.
+
+    >>> import os; os.environ['CUDA_VISIBLE_DEVICES'] = '2,3'  # doctest: +SKIP
+    >>> lock_scope()  # doctest: +SKIP
+    'node17_cvd-2-3'
+    """
+    scope = _UNSAFE.sub("-", socket.gethostname()) or "host"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        scope += f"_cvd-{_UNSAFE.sub('-', visible) or 'none'}"
+    return scope
 
 
 class DeviceLease:
@@ -56,7 +83,14 @@ class DeviceLease:
         return self.devices[self.slot]
 
     def acquire(self) -> tuple[int, str]:
-        """Block until a slot is free; return ``(slot, device)``."""
+        """Block until a slot is free; return ``(slot, device)``.
+
+        Raises:
+            RuntimeError: this lease already holds a slot.
+            TimeoutError: no slot became free within ``timeout_s``.
+        """
+        if self._fd is not None:
+            raise RuntimeError(f"DeviceLease already holds slot {self.slot}; release() it first")
         self.lock_dir.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         waited = False
@@ -68,8 +102,12 @@ class DeviceLease:
                 except BlockingIOError:
                     os.close(fd)
                     continue
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
+                try:  # the holder's pid, for humans looking at a stuck sweep
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                except OSError:
+                    os.close(fd)  # closing drops the lock too
+                    raise
                 self.slot, self._fd = slot, fd
                 return slot, self.devices[slot]
             if self.timeout_s is not None and time.monotonic() - start > self.timeout_s:
