@@ -49,6 +49,7 @@ def plan_search(cfg: DictConfig) -> list[PlannedCombination]:
     drawn with ``agent.seed`` exactly as :class:`RandomSearchAgent` draws them,
     ``counter`` = position in the sample. Sequential: the single combination.
     """
+    check_search_space(cfg.task)
     total = combination_count(cfg.task)
     agent_class = str(cfg.agent._target_).rpartition(".")[2]
     if agent_class in SINGLE_AGENTS:
@@ -64,6 +65,41 @@ def plan_search(cfg: DictConfig) -> list[PlannedCombination]:
             samplings = list(OmegaConf.to_container(samplings))
         if samplings is None:
             raise ValueError("agent.samplings is not set: give a number or a list of indices")
+        if isinstance(samplings, int) and samplings < 1:
+            raise ValueError(f"agent.samplings={samplings}: expected a positive int or a list")
+        if isinstance(samplings, list):
+            repeated = sorted({i for i in samplings if samplings.count(i) > 1})
+            if repeated or not samplings:
+                raise ValueError(
+                    f"agent.samplings={samplings}: a list names distinct combination indices "
+                    f"(repeated: {repeated})"
+                    if repeated
+                    else "agent.samplings=[]: give at least one combination index"
+                )
         indices = draw_indices(total, samplings, int(cfg.agent.seed))
         return [PlannedCombination(index, counter) for counter, index in enumerate(indices)]
     return [PlannedCombination(index, index) for index in range(total)]
+
+
+def check_search_space(task: DictConfig) -> None:
+    """Reject a task whose search space is empty, as building its TaskScheduler would.
+
+    Raises:
+        ValueError: no step, a step without subtasks, or a hyperparameter with no values.
+    """
+    if not task.steps:
+        raise ValueError(f"task={task.name}: task.steps is empty; define at least one step")
+    for step_id, step in task.steps.items():
+        subtasks = {k: v for k, v in step.subtasks.items() if v is not None}
+        if not subtasks:
+            raise ValueError(
+                f"task.steps.{step_id}.subtasks has no subtask (all are null or none given)"
+            )
+        for subtask_id, sub in subtasks.items():
+            values = OmegaConf.to_container(sub.hps) if OmegaConf.is_config(sub.hps) else {}
+            for name, value in (values or {}).items():
+                if value == []:
+                    raise ValueError(
+                        f"task.steps.{step_id}.subtasks.{subtask_id}.hps.{name}=[] has no "
+                        "values; give at least one"
+                    )
