@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,8 +38,12 @@ logger = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 PLAN_FILE = "plan.json"
+PROGRESS_FILE = ".progress"
+RESULTS_CSV = "results.csv"
+SUMMARY_FILE = "summary.json"
 DONE = "done"
 FAILED = "failed"
+MISSING = "missing"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -83,40 +88,75 @@ def job_key(swept_overrides: Sequence[str], index: int) -> str:
 
 
 def read_record(job_dir: Path) -> dict[str, Any] | None:
-    """A job's ``result.json`` (None when missing or unreadable)."""
+    """A job's ``result.json`` (None when missing, unreadable or not a JSON object)."""
     path = job_dir / RESULT_FILE
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) else None
 
 
 def is_done(job_dir: Path) -> bool:
-    """Whether a job finished successfully (its result.json says ``done``)."""
+    """Whether a job finished successfully (its result.json says ``done``).
+
+    A missing, truncated or otherwise unreadable file is not done, so the job re-runs.
+    """
     record = read_record(job_dir)
     return record is not None and record.get("status") == DONE
 
 
 def write_plan(sweep_dir: Path, jobs: Sequence[PlannedJob], info: dict[str, Any]) -> None:
-    """Record the plan (jobs jobs use it to report progress)."""
+    """Record the plan of this launch (``plan.json``: metric and every job)."""
     from multiml.app.run import write_json
 
     write_json(sweep_dir / PLAN_FILE, {**info, "jobs": [asdict(job) for job in jobs]})
 
 
-def progress(sweep_dir: Path) -> tuple[int, int, int]:
-    """``(done, failed, planned)`` of a sweep, read from its plan and job records."""
+def start_progress(sweep_dir: Path, planned: int, skipped: int) -> None:
+    """Start the progress log of a launch: ``planned`` jobs, ``skipped`` already done.
+
+    Jobs append one line each as they finish (:func:`record_progress`), so reporting
+    progress costs one small read instead of reading every job's result.
+    """
+    from multiml.app.run import write_text_atomic
+
+    header = json.dumps({"planned": planned, "skipped": skipped})
+    write_text_atomic(sweep_dir / PROGRESS_FILE, header + "\n")
+
+
+def record_progress(sweep_dir: Path, key: str, status: str) -> tuple[int, int, int]:
+    """Append a finished job to the progress log; return :func:`progress`.
+
+    One ``O_APPEND`` write per line: concurrent jobs on one machine never interleave
+    (on network file systems only the progress display could suffer).
+    """
+    fd = os.open(sweep_dir / PROGRESS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        plan = json.loads((sweep_dir / PLAN_FILE).read_text())
-    except (OSError, ValueError):
+        os.write(fd, f"{status} {key}\n".encode())
+    finally:
+        os.close(fd)
+    return progress(sweep_dir)
+
+
+def progress(sweep_dir: Path) -> tuple[int, int, int]:
+    """``(done, failed, planned)`` of the current launch of a sweep, from its progress log.
+
+    ``done`` counts the jobs skipped as already done plus those finished since; a job that
+    finished twice counts by its last status. ``(0, 0, 0)`` when there is no log.
+    """
+    try:
+        lines = (sweep_dir / PROGRESS_FILE).read_text().splitlines()
+        header = json.loads(lines[0])
+        planned, skipped = int(header["planned"]), int(header["skipped"])
+    except (OSError, ValueError, IndexError, KeyError, TypeError):
         return 0, 0, 0
-    done = failed = 0
-    for job in plan["jobs"]:
-        record = read_record(sweep_dir / job["key"])
-        if record is not None:
-            done += record.get("status") == DONE
-            failed += record.get("status") == FAILED
-    return done, failed, len(plan["jobs"])
+    last: dict[str, str] = {}
+    for line in lines[1:]:
+        status, _, key = line.partition(" ")
+        last[key] = status
+    statuses = list(last.values())
+    return skipped + statuses.count(DONE), statuses.count(FAILED), planned
 
 
 def _flat_hps(record: dict[str, Any]) -> dict[str, Any]:
@@ -142,16 +182,30 @@ def aggregate(
     metric_type: str,
     skipped: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Write ``results.csv``, ``summary.json`` and ``result.json``; return the summary."""
+    """Write ``results.csv``, ``summary.json`` and ``result.json``; return the summary.
+
+    Every planned job gets a row, also those that failed (``status`` failed, first line of
+    the error) or left no result (``status`` missing: killed, or never ran). A done job's
+    ``job_id`` is the one this plan gives it. The best is chosen among done jobs by
+    ``metric_type`` (NaN worst, ties: the first in plan order, as the agents do) and
+    written as ``result.json`` (SPEC §6 keys only); without any done job a stale
+    ``result.json`` is removed.
+
+    Summary keys: ``metric``, ``metric_type``, ``best`` (the best job's full record),
+    ``best_key``, ``counts`` (``planned``, ``done``, ``failed``, ``missing``, ``skipped``),
+    ``failed_jobs`` and ``missing_jobs`` (keys).
+    """
     from multiml.agent.report import result_table
     from multiml.app.run import write_json, write_text_atomic
 
     rows: list[dict[str, Any]] = []
     done: list[dict[str, Any]] = []
     failed: list[str] = []
+    missing: list[str] = []
     for job in jobs:
-        record = read_record(sweep_dir / job.key) or {"status": "missing"}
-        status = record.get("status", "missing")
+        record = read_record(sweep_dir / job.key) or {"status": MISSING}
+        status = record.get("status", MISSING)
+        error = record.get("error") or ""
         row = {
             "key": job.key,
             "job_id": job.counter,
@@ -164,12 +218,14 @@ def aggregate(
             "started_at": record.get("started_at"),
             "finished_at": record.get("finished_at"),
             "overrides": " ".join(job.overrides),
-            "error": (record.get("error") or "").splitlines()[0] if record.get("error") else "",
+            "error": error.strip().splitlines()[0] if error.strip() else "",
         }
         row.update(_flat_hps(record))
         rows.append(row)
         if status == DONE:
-            done.append(record)
+            done.append({**record, "key": job.key, "job_id": job.counter})
+        elif status == MISSING:
+            missing.append(job.key)
         else:
             failed.append(job.key)
     columns: list[str] = []
@@ -179,30 +235,59 @@ def aggregate(
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(sweep_dir / "results.csv", buffer.getvalue())
+    write_text_atomic(sweep_dir / RESULTS_CSV, buffer.getvalue())
 
     best = _best(done, metric_type)
     summary = {
         "metric": metric_name,
         "metric_type": metric_type,
         "best": best,
-        "best_key": best.get("key") if best else None,
+        "best_key": best["key"] if best else None,
         "counts": {
             "planned": len(jobs),
             "done": len(done),
             "failed": len(failed),
+            "missing": len(missing),
             "skipped": len(skipped),
         },
         "failed_jobs": failed,
+        "missing_jobs": missing,
     }
-    write_json(sweep_dir / "summary.json", summary)
-    if best is not None:
-        write_json(sweep_dir / RESULT_FILE, _result_only(best))
-        table = result_table(
-            [_result_only(r) for r in done], metric_name, best_job_id=best.get("job_id")
-        )
-        logger.info("multirun results (* = best):\n%s", table)
+    write_json(sweep_dir / SUMMARY_FILE, summary)
+    if best is None:
+        (sweep_dir / RESULT_FILE).unlink(missing_ok=True)
+        return summary
+    write_json(sweep_dir / RESULT_FILE, _result_only(best))
+    if len({tuple(job.overrides) for job in jobs}) > 1:
+        # job ids repeat across override sets (seed=1,2): label rows by job key instead
+        shown = [{**_result_only(r), "job_id": r["key"]} for r in done]
+        table = result_table(shown, metric_name, best_job_id=best["key"])
+    else:
+        table = result_table([_result_only(r) for r in done], metric_name, best["job_id"])
+    logger.info("multirun results (* = best, %s is better):\n%s", _better(metric_type), table)
     return summary
+
+
+def changed_overrides(
+    sweep_dir: Path, jobs: Sequence[PlannedJob]
+) -> list[tuple[str, list[str], list[str]]]:
+    """Done jobs whose recorded overrides differ from the plan: ``(key, ran, planned)``.
+
+    Resuming keeps a done job's result even when the command changed; this lists them so
+    the sweeper can say so.
+    """
+    changed = []
+    for job in jobs:
+        record = read_record(sweep_dir / job.key)
+        if record is None or record.get("status") != DONE or "overrides" not in record:
+            continue
+        if sorted(record["overrides"]) != sorted(job.overrides):
+            changed.append((job.key, list(record["overrides"]), list(job.overrides)))
+    return changed
+
+
+def _better(metric_type: str) -> str:
+    return "higher" if metric_type == "max" else "lower"
 
 
 RESULT_KEYS = ("task_ids", "subtask_ids", "job_id", "trial_id", "subtask_hps", "metric_value")
