@@ -100,14 +100,26 @@ def load_data(cfg: DictConfig, storegate: Any) -> None:
         loader = instantiate(task.data, _partial_=True, _convert_="all")
     except Exception as exc:
         raise ConfigError(
-            f"task={task.name}: task.data could not be built ({exc}); it needs a _target_ "
-            "naming a loader such as multiml.data.load_npz"
+            f"task={task.name}: task.data could not be built ({_cause(exc)}); it needs a "
+            "_target_ naming a loader such as multiml.data.load_npz"
         ) from exc
     try:
         loader(storegate)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"task={task.name}: loading task.data failed: {exc}") from exc
+        raise ConfigError(f"task={task.name}: loading task.data failed: {_message(exc)}") from exc
     logger.info("data %r: %s", storegate.data_id, storegate.get_metadata()["sizes"])
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's message (``str(KeyError)`` would quote it)."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
+
+
+def _cause(exc: BaseException) -> str:
+    """The message of what made Hydra's ``instantiate`` fail, on one line."""
+    return " ".join(_message(exc.__cause__ or exc).split())
 
 
 # -------------------------------------------------------------------- task scheduler
@@ -158,7 +170,7 @@ def build_task_scheduler(cfg: DictConfig) -> Any:
                 )
                 env.reset_hps()
             except (KeyError, ValueError) as exc:
-                raise ConfigError(f"{key}.hps: {exc.args[0]}") from exc
+                raise ConfigError(f"{key}.hps: {_message(exc)}") from exc
             ts.add_subtask(step_id, subtask_id, env=env, hps=hps)
     return ts
 
@@ -173,8 +185,9 @@ def _instantiate_task(node: Any, key: str) -> Any:
     try:
         return instantiate(node, _convert_="all")
     except Exception as exc:
-        cause = exc.__cause__ or exc
-        raise ConfigError(f"{key}.task ({node._target_}) could not be built: {cause}") from exc
+        raise ConfigError(
+            f"{key}.task ({node._target_}) could not be built: {_cause(exc)}"
+        ) from exc
 
 
 def _hps(node: Any, key: str) -> dict[str, list[Any]]:
@@ -279,7 +292,14 @@ def build_agent(
             options, storegate=storegate, saver=saver, task_scheduler=ts, metric=metric
         )
     except Exception as exc:
-        cause = exc.__cause__ or exc
-        raise ConfigError(f"agent ({target}): {cause}") from exc
+        raise ConfigError(f"agent ({target}): {_cause(exc)}") from exc
+    if "samplings" in options:  # draw now: a bad sample is a config error, not a crash later
+        try:
+            agent.sample_indices()
+        except ValueError as exc:
+            raise ConfigError(
+                f"agent.samplings={options['samplings']} with task={cfg.task.name} "
+                f"({len(ts)} combinations): {exc}"
+            ) from exc
     agent.device = in_process_device
     return agent

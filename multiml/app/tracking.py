@@ -6,8 +6,16 @@ the log directory:
 - scalars ``<task_id>/<subtask_id>/<phase>/<metric>`` per epoch (``train``/``valid`` loss,
   accuracy, learning rate ... — whatever the task's ``fit()`` history holds);
 - scalar ``metric/<name>``: the combination's final metric;
-- an HParams entry per combination: each step's subtask id and resolved hyperparameters
-  with the final metric, so the HParams dashboard compares combinations side by side.
+- an HParams session per combination: each step's subtask id (``<task_id>``) and resolved
+  hyperparameters (``<task_id>/<name>``), so the HParams dashboard compares combinations
+  side by side with their ``metric/<name>`` (and final per-epoch values) as metric columns.
+
+No run writes an HParams *experiment* summary: TensorBoard uses the first one it finds and
+ignores the others, so per-combination experiments would hide the hyperparameters of every
+combination but one (a ``linear`` subtask without ``optimizer__lr`` would drop that column
+for all), and one experiment per search would hide other searches under the same
+``--logdir``. Without one, TensorBoard builds the table from every session it finds: all
+hyperparameters of all combinations, of every run directory below the log directory.
 
 >>> tracker = TensorBoardTracker('outputs/run/tensorboard')  # doctest: +SKIP
 >>> agent.tracker = tracker                                  # doctest: +SKIP
@@ -61,7 +69,7 @@ class TensorBoardTracker(Tracker):
                         writer.add_scalar(tag, number, epoch)
 
     def log_result(self, run: str, result: dict[str, Any], metric_name: str) -> None:
-        """Final metric and HParams entry of a combination; closes its writers."""
+        """Final metric and HParams session of a combination; closes its writers."""
         from torch.utils.tensorboard.summary import hparams
 
         writer = self._writer(run)
@@ -75,8 +83,8 @@ class TensorBoardTracker(Tracker):
             hp_dict[task_id] = str(subtask_id)
             for name, hp_value in hps.items():
                 hp_dict[f"{task_id}/{name}"] = _hparam_value(hp_value)
-        experiment, start, end = hparams(hp_dict, {metric_tag: value})
-        for summary in (experiment, start, end):
+        _, start, end = hparams(hp_dict, {metric_tag: value})
+        for summary in (start, end):  # no experiment summary: see the module docstring
             writer.file_writer.add_summary(summary)
         self._close_run(run)
 

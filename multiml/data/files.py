@@ -65,11 +65,18 @@ def add_arrays(
 ) -> None:
     """Add named arrays, either pre-split (``{'train': {...}, ...}``) or split by ``phase``.
 
+    Everything is checked before the first variable is added, so a bad source leaves the
+    store as it was.
+
     Raises:
-        ValueError: a split is missing or the arrays of a phase differ in length (the
-            message names the source and the variables).
+        ValueError: no arrays, a split is missing, or the arrays of a phase differ in
+            length (the message names the source and the variables).
     """
-    if arrays and all(key in PHASES for key in arrays):
+    if not arrays or (_is_split(arrays) and not any(arrays.values())):
+        raise ValueError(f"{source}: no arrays to load")
+    if _is_split(arrays):
+        for phase_name, variables in arrays.items():
+            _check_lengths(variables, f"{source} ({phase_name})")
         for phase_name, variables in arrays.items():
             for name, array in variables.items():
                 storegate.add_data(name, np.asarray(array), phase=phase_name, shuffle=shuffle)
@@ -79,13 +86,24 @@ def add_arrays(
                 f"{source}: give 'phase' (e.g. [0.8, 0.1, 0.1]) or split the arrays per phase "
                 f"({'/'.join(PHASES)})"
             )
-        lengths = {name: len(array) for name, array in arrays.items()}
-        if len(set(lengths.values())) > 1:
-            raise ValueError(f"{source}: variables have different numbers of rows: {lengths}")
+        _check_lengths(arrays, source)
         split = phase if isinstance(phase, str) else tuple(phase)
         for name, array in arrays.items():
             storegate.add_data(name, np.asarray(array), phase=split, shuffle=shuffle)
     storegate.compile()
+
+
+def _is_split(arrays: Mapping[str, Any]) -> bool:
+    """Whether ``arrays`` is ``{phase: {var: array}}`` rather than ``{var: array}``."""
+    return bool(arrays) and all(
+        key in PHASES and isinstance(v, Mapping) for key, v in arrays.items()
+    )
+
+
+def _check_lengths(arrays: Mapping[str, Any], source: str) -> None:
+    lengths = {name: len(array) for name, array in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{source}: variables have different numbers of rows: {lengths}")
 
 
 def load_npy(
@@ -106,13 +124,20 @@ def load_npy(
     """
     mode = "r" if mmap else None
 
-    def read(path: Any) -> np.ndarray:
-        return np.load(resolve_path(path), mmap_mode=mode, allow_pickle=False)
+    def read(name: str, path: Any) -> np.ndarray:
+        full = resolve_path(path)
+        if not os.path.isfile(full):
+            raise FileNotFoundError(
+                f"load_npy: the file of variable {name!r}, {full}, does not exist"
+            )
+        return np.load(full, mmap_mode=mode, allow_pickle=False)
 
-    if files and all(key in PHASES for key in files):
-        arrays: dict[str, Any] = {p: {n: read(f) for n, f in v.items()} for p, v in files.items()}
+    if files and all(key in PHASES and isinstance(v, Mapping) for key, v in files.items()):
+        arrays: dict[str, Any] = {
+            p: {n: read(n, f) for n, f in v.items()} for p, v in files.items()
+        }
     else:
-        arrays = {name: read(path) for name, path in files.items()}
+        arrays = {name: read(name, path) for name, path in files.items()}
     add_arrays(storegate, arrays, phase, shuffle, source=f"load_npy({dict(files)})")
 
 
@@ -133,10 +158,18 @@ def load_npz(
             var_name}`` mapping to load and rename.
     """
     full = resolve_path(path)
+    if not os.path.isfile(full):
+        raise FileNotFoundError(f"load_npz: {full} does not exist")
     with np.load(full, allow_pickle=False) as archive:
         names = list(archive.files)
+        split = [name for name in names if "/" in name]
+        if split and len(split) != len(names):
+            raise ValueError(
+                f"{full}: mixes per-phase arrays ({split[:3]}...) with plain ones "
+                f"({[n for n in names if '/' not in n][:3]}...); use one naming for all"
+            )
         mapping = _var_mapping(names, var_names, full)
-        if all("/" in name for name in names):
+        if split:
             arrays: dict[str, Any] = {}
             for name in names:
                 phase_name, _, var = name.partition("/")
@@ -169,17 +202,20 @@ def load_zarr(
     path: str,
     data_id: str | None = None,
     phase: PhaseSpec | None = (0.8, 0.1, 0.1),
-    var_names: Sequence[str] | None = None,
+    var_names: Mapping[str, str] | Sequence[str] | None = None,
     shuffle: bool | int = False,
 ) -> None:
     """Load an existing zarr store.
 
     A store written by StoreGate's zarr backend (``<path>/<data_id>/<phase>/<var>``) keeps
-    its phase split; ``data_id`` picks the dataset (optional when it holds only one). Any
-    other zarr group is read as ``{array name: array}`` and split by ``phase``.
+    its phase split; ``data_id`` picks the dataset (optional when it holds only one); the
+    store is only read, never modified. Any other zarr group is read as ``{array name:
+    array}`` and split by ``phase``, or, when its arrays sit in groups named ``train``,
+    ``valid`` and ``test``, taken as already split.
 
     Args:
-        var_names: variables to load (default: all).
+        var_names: variables to load (default: all), or a ``{name_in_store: var_name}``
+            mapping to load and rename.
     """
     import zarr
 
@@ -188,11 +224,26 @@ def load_zarr(
         raise FileNotFoundError(f"load_zarr: {full} does not exist")
     group = zarr.open_group(full, mode="r")
     if _is_storegate_store(group):
-        arrays = _read_storegate_store(full, data_id)
+        arrays: dict[str, Any] = _read_storegate_store(full, data_id)
     else:
         arrays = {name: array[...] for name, array in group.arrays()}
+        for phase_name, child in group.groups():
+            if phase_name in PHASES:
+                arrays.setdefault(phase_name, {}).update(
+                    {name: array[...] for name, array in child.arrays()}
+                )
+        if not arrays:
+            raise ValueError(
+                f"load_zarr: {full} holds no arrays (expected arrays at its top level, in "
+                f"groups named {'/'.join(PHASES)}, or a store written by StoreGate)"
+            )
+        if any(key in PHASES for key in arrays) and not _is_split(arrays):
+            raise ValueError(
+                f"load_zarr: {full} mixes per-phase groups with top-level arrays "
+                f"({sorted(arrays)}); use one layout"
+            )
     if var_names is not None:
-        arrays = _select(arrays, list(var_names), full)
+        arrays = _select(arrays, var_names, full)
     add_arrays(storegate, arrays, phase, shuffle, source=full)
 
 
@@ -203,7 +254,8 @@ def _is_storegate_store(group: Any) -> bool:
 def _read_storegate_store(path: str, data_id: str | None) -> dict[str, dict[str, np.ndarray]]:
     from multiml.storegate import StoreGate
 
-    source = StoreGate(backend="zarr", backend_args={"output_dir": path})
+    # copy_on_write: reading (and compiling) never modifies the user's store
+    source = StoreGate(backend="zarr", backend_args={"output_dir": path, "copy_on_write": True})
     ids = source.get_data_ids()
     if data_id is None:
         if len(ids) != 1:
@@ -222,10 +274,14 @@ def _read_storegate_store(path: str, data_id: str | None) -> dict[str, dict[str,
     }
 
 
-def _select(arrays: dict[str, Any], wanted: list[str], where: str) -> dict[str, Any]:
-    if arrays and all(key in PHASES for key in arrays):
+def _select(
+    arrays: dict[str, Any], wanted: Mapping[str, str] | Sequence[str], where: str
+) -> dict[str, Any]:
+    """The ``wanted`` variables (a list, or ``{name in store: var_name}`` to rename)."""
+    if _is_split(arrays):
         return {p: _select(v, wanted, where) for p, v in arrays.items()}
-    missing = [name for name in wanted if name not in arrays]
+    mapping = dict(wanted) if isinstance(wanted, Mapping) else {n: n for n in wanted}
+    missing = [name for name in mapping if name not in arrays]
     if missing:
         raise KeyError(f"{where}: no variable(s) {missing}; it holds {sorted(arrays)}")
-    return {name: arrays[name] for name in wanted}
+    return {new: arrays[name] for name, new in mapping.items()}
