@@ -3,6 +3,16 @@
 StoreGate (+ data) → TaskScheduler (steps, subtasks, hyperparameter grids) → metric →
 agent. Every problem a user can cause in the config is reported as a :class:`ConfigError`
 naming the key, the value and what is allowed, before anything trains.
+
+Importing this module registers the config schemas (:mod:`multiml.app.config`), so the
+config can be composed with Hydra's compose API as well as by ``python -m multiml``::
+
+    from hydra import compose, initialize_config_module
+    from multiml.app.run import run_experiment
+
+    with initialize_config_module("multiml.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["agent=random", "agent.samplings=2"])
+    run_experiment(cfg, Path("my_run"))
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from multiml.app import config as _config  # noqa: F401  (registers the schemas)
 
 logger = logging.getLogger(__name__)
 

@@ -86,6 +86,18 @@ def prepare(cfg: DictConfig, output_dir: Path, device: str | None = None) -> Any
     return agent
 
 
+FAILURES_FILE = "failures.jsonl"
+
+
+def write_failures(output_dir: Path, agent: Any) -> bool:
+    """Write the agent's failed combinations (ids, hyperparameters, error, traceback) to
+    ``failures.jsonl``; return whether there were any."""
+    failures = getattr(agent, "failures", None) or []
+    if failures:
+        write_jsonl(output_dir / FAILURES_FILE, failures)
+    return bool(failures)
+
+
 def run_experiment(cfg: DictConfig, output_dir: Path) -> float:
     """Run the agent of ``cfg`` and write ``result.json`` / ``history.jsonl``.
 
@@ -93,15 +105,21 @@ def run_experiment(cfg: DictConfig, output_dir: Path) -> float:
         the best metric value (what Hydra sweepers such as Optuna optimise).
     """
     agent = prepare(cfg, output_dir)
-    agent.execute()
+    try:
+        agent.execute()
+    except Exception:
+        # e.g. every combination failed: keep what there is to review, then fail the run
+        if write_failures(output_dir, agent):
+            logger.error("failed combinations and their errors: %s", output_dir / FAILURES_FILE)
+        if agent.tracker is not None:
+            agent.tracker.close()
+        raise
     agent.finalize()
     result = agent.result
     history = getattr(agent, "history", None) or [result]
     write_json(output_dir / "result.json", result)
     write_jsonl(output_dir / "history.jsonl", sorted(history, key=lambda r: r["job_id"]))
-    failures = getattr(agent, "failures", [])
-    if failures:
-        write_jsonl(output_dir / "failures.jsonl", failures)
+    write_failures(output_dir, agent)
     logger.info(
         "best %s = %.6g (job_id %d): %s",
         cfg.metric.name,

@@ -151,21 +151,24 @@ def test_connection_agents_run(cli, tmp_path: Path, agent: list[str], expected_j
 
 # ----------------------------------------------- seeds and stores: identical results
 @pytest.mark.slow
-def test_seed_gives_bit_identical_results_and_stores_do_not_change_them(
+def test_seed_gives_bit_identical_results_and_stores_or_workers_do_not_change_them(
     cli_many, tmp_path: Path
 ) -> None:
     seeded = ["seed=3", *TWO_COMBINATIONS]
-    first, again, zarr, hybrid, other = cli_many(
+    first, again, zarr, hybrid, workers, other = cli_many(
         [
             (seeded, tmp_path / "a"),
             (seeded, tmp_path / "b"),
             ([*seeded, "storegate=zarr"], tmp_path / "zarr"),
             ([*seeded, "storegate=hybrid"], tmp_path / "hybrid"),
+            ([*seeded, "devices=[cpu,cpu]"], tmp_path / "workers"),  # 2 worker processes
             (["seed=4", *TWO_COMBINATIONS], tmp_path / "c"),
         ]
     )
-    for run in (first, again, zarr, hybrid, other):
+    for run in (first, again, zarr, hybrid, workers, other):
         run.check()
+    assert workers.history() == first.history()  # worker slots give the serial results
+    assert len(list((workers.run_dir / "tensorboard").iterdir())) == 2
     assert first.result() == again.result()  # JSON floats: bit-identical values
     assert first.history() == again.history()
     assert len(first.history()) == 2
