@@ -209,7 +209,7 @@ def _write_and_read(
     view.update_data("x", value, index=(0, 5))
     view.update_data("mid", np.full(10, value))
     view.delete_data("y")
-    barrier.wait()  # both processes have written before either reads back
+    barrier.wait(timeout=60)  # both processes have written before either reads back
     results.put(
         (value, view.get_data("x").tolist(), view.get_data("mid").tolist(), view.get_var_names())
     )
@@ -228,10 +228,14 @@ def test_views_in_two_processes_write_separately(tmp_path, digests):
     ]
     for worker in workers:
         worker.start()
-    seen = sorted(results.get(timeout=60) for _ in workers)
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
+    try:
+        seen = sorted(results.get(timeout=60) for _ in workers)
+    finally:
+        for worker in workers:
+            worker.join(timeout=60)
+            if worker.is_alive():
+                worker.terminate()
+    assert [worker.exitcode for worker in workers] == [0, 0]
     for value, x, mid, names in seen:
         assert x == [value] * 5 + [0.0] * 5
         assert mid == [value] * 10
