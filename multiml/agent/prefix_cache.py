@@ -15,6 +15,8 @@ is enough for every possible reuse.
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -22,18 +24,86 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+DUMP_RECORD_FIELDS = ("model_path", "ml_type", "timestamp")
+"""Fields every ``Saver.dump_ml`` record holds."""
+
+
+@dataclass
+class SaverEntry:
+    """A copy of one Saver key that can be written back exactly.
+
+    ``Saver.dump_ml`` keeps the weights of an in-memory record beside the record itself;
+    writing the record back with ``saver[key] = record`` would drop them. The entry
+    therefore also carries those weights and re-dumps them on restore.
+    """
+
+    value: Any
+    mode: str  # 'dict' (held in memory) or 'zarr' (on disk)
+    state_dict: dict[str, Any] | None = None
+
+
+def snapshot_saver_entry(saver: Any, key: str) -> SaverEntry:
+    """Copy ``saver[key]`` (with the weights of an in-memory ``dump_ml`` record)."""
+    mode = "dict" if key in saver.keys("dict") else "zarr"
+    value = copy.deepcopy(saver[key])
+    state_dict = None
+    if mode == "dict" and isinstance(value, dict) and all(f in value for f in DUMP_RECORD_FIELDS):
+        state_dict = saver.load_ml(key)["state_dict"]
+    return SaverEntry(value=value, mode=mode, state_dict=state_dict)
+
+
+def restore_saver_entry(saver: Any, key: str, entry: SaverEntry) -> None:
+    """Write a :class:`SaverEntry` back under ``key`` (where it was: memory or disk)."""
+    if entry.state_dict is None:
+        saver.add(key, copy.deepcopy(entry.value), mode=entry.mode)
+        return
+    metadata = {k: v for k, v in entry.value.items() if k not in DUMP_RECORD_FIELDS}
+    previous = saver.mode
+    saver.set_mode("dict")
+    try:
+        saver.dump_ml(
+            key,
+            ml_type=entry.value["ml_type"],
+            model=_state_dict_holder()(entry.state_dict),
+            **copy.deepcopy(metadata),
+        )
+    finally:
+        saver.set_mode(previous)
+
+
+@functools.cache
+def _state_dict_holder() -> type:
+    """An ``nn.Module`` whose ``state_dict()`` is a given dict (for ``Saver.dump_ml``)."""
+    import torch
+
+    class StateDictHolder(torch.nn.Module):
+        def __init__(self, state_dict: dict[str, Any]) -> None:
+            super().__init__()
+            self._held = state_dict
+
+        def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            return self._held
+
+    return StateDictHolder
+
 
 @dataclass
 class StepRecord:
-    """Everything one executed step left behind."""
+    """Everything one executed step left behind.
+
+    ``unique_id`` is the task's ``get_unique_id()`` when it ran: Saver keys derived from it
+    (e.g. dumped weights, ``step0_mlp_job3``) are renamed to the restoring combination's
+    id, as re-running the step would name them.
+    """
 
     store_vars: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     store_deleted: list[tuple[str, str, str]] = field(default_factory=list)
-    saver_entries: dict[str, Any] = field(default_factory=dict)
+    saver_entries: dict[str, SaverEntry] = field(default_factory=dict)
     saver_deleted: list[str] = field(default_factory=list)
     resolved_hps: dict[str, Any] = field(default_factory=dict)
     history: Any = None
     model_state: dict[str, Any] | None = None
+    unique_id: str | None = None
 
 
 class PrefixCache:

@@ -25,7 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from multiml.agent.prefix_cache import PrefixCache, StepRecord
+from multiml.agent.prefix_cache import (
+    PrefixCache,
+    StepRecord,
+    restore_saver_entry,
+    snapshot_saver_entry,
+)
 from multiml.agent.seeding import canonical, derive_seed, seeded_rngs, stable_key
 
 if TYPE_CHECKING:
@@ -120,6 +125,8 @@ class CombinationRunner:
         self.pretrain_cache = PrefixCache(cache_size)
         self.device = device
         self.tracker = tracker or Tracker()
+        self._initial_vars: set[tuple[str, str, str]] | None = None
+        self._step_outputs: dict[tuple[str, str, str], None] = {}
 
     # ----------------------------------------------------------- combination
     def run(
@@ -151,12 +158,18 @@ class CombinationRunner:
     ) -> dict[str, Any]:
         """Run one trial of a combination (``trial_id`` = ``trial`` in the result)."""
         start = time.perf_counter()
-        if connection is None:
-            hps = [
-                self.run_step(subtasktuples, k, job_id, trial) for k in range(len(subtasktuples))
-            ]
-        else:
-            hps = self._run_connected(subtasktuples, job_id, trial, connection)
+        self.forget_earlier_outputs()
+        with self.storegate.track_writes() as log:
+            try:
+                if connection is None:
+                    hps = [
+                        self.run_step(subtasktuples, k, job_id, trial)
+                        for k in range(len(subtasktuples))
+                    ]
+                else:
+                    hps = self._run_connected(subtasktuples, job_id, trial, connection)
+            finally:
+                self._step_outputs.update(dict.fromkeys(log.written))
         self.metric.storegate = self.storegate
         value = float(self.metric.calculate())
         logger.debug(
@@ -174,6 +187,24 @@ class CombinationRunner:
             "subtask_hps": hps,
             "metric_value": value,
         }
+
+    def forget_earlier_outputs(self) -> None:
+        """Delete the store variables that steps of earlier combinations created.
+
+        Every combination starts from the data as they were before the first one ran, so
+        a step can only read what its own upstream steps wrote: a step whose input an
+        upstream subtask does not produce fails with a clear error instead of silently
+        reading a leftover of another combination, and a result never depends on which
+        combinations ran before it (in this process or worker). Variables that existed
+        before the first combination are kept even when a step overwrote them.
+        """
+        sg = self.storegate
+        if self._initial_vars is None:
+            self._initial_vars = set(_store_keys(sg))
+            return
+        stale = [key for key in self._step_outputs if key not in self._initial_vars]
+        self._step_outputs.clear()
+        _delete_store_vars(sg, stale)
 
     # ------------------------------------------------------------------ steps
     def step_key(
@@ -252,7 +283,7 @@ class CombinationRunner:
             store_vars=sg.export_vars(store_log.written),
             store_deleted=list(store_log.deleted),
             saver_entries={
-                key: copy.deepcopy(saver[key])
+                key: snapshot_saver_entry(saver, key)
                 for key in saver_log.written
                 if key not in deleted_keys
             },
@@ -260,17 +291,19 @@ class CombinationRunner:
             resolved_hps=resolved,
             history=copy.deepcopy(getattr(env, "history", None)),
             model_state=_model_state(env) if keep_model else None,
+            unique_id=_unique_id(env),
         )
 
     def _restore(self, record: StepRecord, st: subtasktuple, env: Any, keep_model: bool) -> None:
         sg, saver = self.storegate, self.saver
         sg.import_vars(record.store_vars)
         _delete_store_vars(sg, record.store_deleted)
-        for key, value in record.saver_entries.items():
-            saver[key] = copy.deepcopy(value)
+        rename = _key_renamer(record.unique_id, _unique_id(env))
+        for key, entry in record.saver_entries.items():
+            restore_saver_entry(saver, rename(key), entry)
         for key in record.saver_deleted:
-            if key in saver:
-                saver.delete(key)
+            if rename(key) in saver:
+                saver.delete(rename(key))
         self._configure(st, env)
         if keep_model:
             env.compile()
@@ -348,6 +381,26 @@ class CombinationRunner:
         return resolved
 
 
+def _unique_id(env: Any) -> str | None:
+    get = getattr(env, "get_unique_id", None)
+    return get() if callable(get) else None
+
+
+def _key_renamer(old: str | None, new: str | None) -> Any:
+    """Map Saver keys named after a task's unique id (``old`` or ``old__suffix``) to ``new``."""
+
+    def rename(key: str) -> str:
+        if old is None or new is None or old == new:
+            return key
+        if key == old:
+            return new
+        if key.startswith(old + "__"):
+            return new + key[len(old) :]
+        return key
+
+    return rename
+
+
 def _model_state(env: Any) -> dict[str, Any]:
     model = getattr(env, "unwrapped_model", None)
     if model is None:
@@ -355,6 +408,21 @@ def _model_state(env: Any) -> dict[str, Any]:
             f"{env.name}: connecting steps needs PyTorch tasks; {type(env).__name__} has no model"
         )
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _store_keys(storegate: StoreGate) -> list[tuple[str, str, str]]:
+    """Every ``(data_id, phase, var_name)`` the store holds."""
+    from multiml.const import PHASES
+
+    current = storegate.data_id
+    keys = []
+    try:
+        for data_id in storegate.get_data_ids():
+            storegate.set_data_id(data_id)
+            keys += [(data_id, p, v) for p in PHASES for v in storegate.get_var_names(p)]
+    finally:
+        storegate.set_data_id(current)
+    return keys
 
 
 def _delete_store_vars(storegate: StoreGate, keys: Sequence[tuple[str, str, str]]) -> None:

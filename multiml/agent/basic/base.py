@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from multiml.agent.metric import BaseMetric, ZeroMetric, get_metric
@@ -31,7 +32,8 @@ class BaseAgent(Agent):
     """Base class of agents.
 
     Args:
-        saver: a :class:`~multiml.saver.Saver`, or a directory (a Saver is created there);
+        saver: a :class:`~multiml.saver.Saver`, or a directory (``str`` or path-like; a
+            Saver is created there);
             ``None`` creates a default Saver.
         storegate: a :class:`~multiml.storegate.StoreGate`, or a dict of its constructor
             arguments.
@@ -54,7 +56,7 @@ class BaseAgent(Agent):
         from multiml.storegate import StoreGate
         from multiml.task_scheduler import TaskScheduler
 
-        if saver is None or isinstance(saver, str):
+        if saver is None or isinstance(saver, str | os.PathLike):
             saver = Saver(save_dir=saver)
         if isinstance(storegate, dict):
             storegate = StoreGate(**storegate)
