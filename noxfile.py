@@ -30,7 +30,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def cluster(session: nox.Session) -> None:
-    """Multirun through the submitit launcher (``submitit_local``)."""
+    """Multirun through the submitit launcher (``submitit_local``): ``pytest -m cluster``."""
     session.install(TORCH)
     session.install(".[test,cluster]")
     session.run("pytest", "-m", "cluster", *session.posargs)
@@ -38,9 +38,15 @@ def cluster(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def ray(session: nox.Session) -> None:
-    """Multirun through the Ray launcher on a local 2-CPU cluster."""
+    """Multirun through the Ray launcher on a local 2-CPU cluster: ``pytest -m ray``.
+
+    The extras go in one ``pip install``: hydra-ray-launcher needs ``cloudpickle<3`` and the
+    newest joblib needs ``cloudpickle>=3``, which pip only reconciles (with an older joblib)
+    when it resolves them together; ``pip check`` guards that.
+    """
     session.install(TORCH)
     session.install(".[test,ray]")
+    session.run("python", "-m", "pip", "check")
     session.run(
         "pytest",
         "-m",
