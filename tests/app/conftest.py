@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ class Run:
     stdout: str
     stderr: str
     run_dir: Path | None
+    wall_s: float
+    """Seconds the command took."""
 
     @property
     def output(self) -> str:
@@ -89,6 +92,7 @@ def run_cli(
     full_env = dict(os.environ)
     full_env.pop("HYDRA_FULL_ERROR", None)
     full_env.update(env or {})
+    start = time.perf_counter()
     proc = subprocess.run(
         [python, "-m", "multiml", *args],
         cwd=cwd,
@@ -106,10 +110,11 @@ def run_cli(
         created = sorted(_run_dirs(cwd) - before)
         assert len(created) <= 1, f"several run directories: {created}"
         run_dir = created[0] if created else None
-    return Run(list(args), proc.returncode, proc.stdout, proc.stderr, run_dir)
+    wall_s = time.perf_counter() - start
+    return Run(list(args), proc.returncode, proc.stdout, proc.stderr, run_dir, wall_s)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli() -> Callable[..., Run]:
     """``cli(args, cwd)`` runs ``python -m multiml *args`` in ``cwd`` (see :func:`run_cli`)."""
     return run_cli
@@ -126,7 +131,7 @@ def run_many(commands: Sequence[tuple[Sequence[str], Path]]) -> list[Run]:
         return [future.result() for future in futures]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli_many() -> Callable[..., list[Run]]:
     """``cli_many([(args, cwd), ...])`` runs the commands concurrently (see :func:`run_many`)."""
     return run_many
