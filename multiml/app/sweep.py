@@ -12,10 +12,13 @@ name (``hydra.sweep.subdir``) derives from the swept overrides and the combinati
 never from ``hydra.job.num``, so it is stable across re-launches: re-running the same
 command with the same ``hydra.sweep.dir`` skips jobs whose ``result.json`` says ``done``.
 
-After the launcher returns, :func:`aggregate` writes into the sweep directory:
+The sweeper also writes ``plan.json`` (the jobs of this launch) and ``.progress`` (one
+line per finished job, for the ``k/N done, f failed`` log lines). After the launcher
+returns, :func:`aggregate` writes into the sweep directory:
 
 - ``results.csv`` — one row per job (ids, hyperparameters, metric, status, device, wall time);
-- ``summary.json`` — the best result by the metric type and the done/failed/skipped counts;
+- ``summary.json`` — the best result by the metric type and the done/failed/missing/skipped
+  counts;
 - ``result.json`` — the best result (SPEC §6), like a single run's.
 """
 
