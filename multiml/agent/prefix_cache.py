@@ -52,14 +52,16 @@ def snapshot_saver_entry(saver: Any, key: str) -> SaverEntry:
     return SaverEntry(value=value, mode=mode, state_dict=state_dict)
 
 
-def restore_saver_entry(saver: Any, key: str, entry: SaverEntry) -> None:
-    """Write a :class:`SaverEntry` back under ``key`` (where it was: memory or disk)."""
+def restore_saver_entry(saver: Any, key: str, entry: SaverEntry, mode: str | None = None) -> None:
+    """Write a :class:`SaverEntry` back under ``key``: in memory (``'dict'``) or on disk
+    (``'zarr'``) as given by ``mode``, else where the entry was taken from."""
+    where = mode or entry.mode
     if entry.state_dict is None:
-        saver.add(key, copy.deepcopy(entry.value), mode=entry.mode)
+        saver.add(key, copy.deepcopy(entry.value), mode=where)
         return
     metadata = {k: v for k, v in entry.value.items() if k not in DUMP_RECORD_FIELDS}
     previous = saver.mode
-    saver.set_mode("dict")
+    saver.set_mode(where)
     try:
         saver.dump_ml(
             key,

@@ -8,7 +8,9 @@ at once. A worker that dies (segfault, out-of-memory kill) is detected: the comb
 was running is reported as failed, the rest of its unit is re-queued, and a fresh worker
 takes the slot.
 
-Messages from workers to the parent (one queue):
+Messages from workers to the parent (one ``SimpleQueue``, written synchronously so a
+worker that dies has delivered everything it sent; the parent handles them all before it
+looks at dead processes, which makes the blame for a crash exact):
 
 - ``('ready', slot, None)`` — idle, send the next unit;
 - ``('start', slot, counter)`` — starting a combination;
@@ -18,7 +20,7 @@ Messages from workers to the parent (one queue):
 from __future__ import annotations
 
 import logging
-import queue as queue_module
+import multiprocessing.connection
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -70,6 +72,9 @@ def worker_loop(
     import torch
 
     torch.set_num_threads(num_threads)
+    prepare = getattr(agent, "prepare_worker", None)
+    if callable(prepare):
+        prepare()
     outbox.put(("ready", slot, None))
     while (unit := inbox.get()) is not None:
         for counter, index in unit:
@@ -88,6 +93,8 @@ class _Slot:
     unit: Unit = field(default_factory=list)
     current: int | None = None
     jobs_done: int = 0
+    ready: bool = False  # the current process reported ready at least once
+    disabled: bool = False  # a process of this slot died at start-up: do not restart it
 
 
 class SlotPool:
@@ -95,7 +102,11 @@ class SlotPool:
 
     Args:
         ctx: a multiprocessing context (``spawn``, ``fork`` or ``forkserver``).
-        outbox: a queue of that context the workers report to.
+        outbox: a queue of that context the workers report to. Use ``ctx.SimpleQueue()``:
+            its ``put`` writes to the pipe before returning, so every message a worker sent
+            before dying reaches the parent and a crash is blamed on exactly the
+            combination that was running (a ``ctx.Queue`` buffers messages in a feeder
+            thread that dies with the process).
         agent: pickled into each worker; it runs combinations with ``execute_wrapper``.
         devices: one entry per slot.
         num_threads: torch intra-op threads in every worker (the parent's count keeps
@@ -104,6 +115,9 @@ class SlotPool:
             reusing workers (full isolation, more start-up cost).
         on_outcome: called in the parent as each combination finishes.
     """
+
+    poll_s = 0.5
+    """Longest wait between checks when the outbox cannot be waited on directly."""
 
     def __init__(
         self,
@@ -124,6 +138,8 @@ class SlotPool:
         self._on_outcome = on_outcome
         self._pending: list[Unit] = []
         self._index_of: dict[int, int] = {}
+        self._startup_message = "every worker process died at start-up"
+        self._stopped: list[Any] = []
         self.outcomes: dict[int, JobOutcome] = {}
 
     def run(self, units: Sequence[Unit]) -> dict[int, JobOutcome]:
@@ -132,26 +148,42 @@ class SlotPool:
         if self._one_job_per_process:
             self._pending = [[job] for unit in self._pending for job in unit]
         self._index_of = {counter: index for unit in self._pending for counter, index in unit}
-        for slot in self._slots[: len(self._pending)]:
-            self._start(slot)
+        self._fill_slots()
         try:
             while len(self.outcomes) < len(self._index_of):
-                try:
-                    kind, key, payload = self._outbox.get(timeout=0.5)
-                except queue_module.Empty:
-                    self._check_processes()
-                    continue
-                if kind == "ready":
-                    self._on_ready(self._slots[key])
-                elif kind == "start":
-                    self._slots[key].current = payload
-                elif kind == "done":
-                    self._on_done(payload)
+                self._wait()
+                self._drain()
+                self._check_processes()
+                self._fill_slots()
         finally:
             for slot in self._slots:
                 self._stop(slot)
+            self._join_stopped()
         return self.outcomes
 
+    # ------------------------------------------------------------- messages
+    def _wait(self) -> None:
+        """Block until a message arrives or a worker process ends (or ``poll_s`` passes)."""
+        if not self._outbox.empty():
+            return
+        waitables = [s.process.sentinel for s in self._slots if s.process is not None]
+        reader = getattr(self._outbox, "_reader", None)  # the pipe behind mp queues
+        if reader is not None:
+            waitables.append(reader)
+        multiprocessing.connection.wait(waitables, timeout=self.poll_s)
+
+    def _drain(self) -> None:
+        """Handle every message already sent."""
+        while not self._outbox.empty():
+            kind, key, payload = self._outbox.get()
+            if kind == "ready":
+                self._on_ready(self._slots[key])
+            elif kind == "start":
+                self._slots[key].current = payload
+            elif kind == "done":
+                self._on_done(payload)
+
+    # ---------------------------------------------------------------- slots
     def _start(self, slot: _Slot) -> None:
         number = self._slots.index(slot)
         slot.inbox = self._ctx.Queue()
@@ -162,25 +194,47 @@ class SlotPool:
             daemon=True,
         )
         slot.process.start()
-        slot.unit, slot.current, slot.jobs_done = [], None, 0
+        slot.unit, slot.current, slot.jobs_done, slot.ready = [], None, 0, False
 
     def _stop(self, slot: _Slot) -> None:
+        """Ask the slot's worker to exit (without waiting: see :meth:`_join_stopped`)."""
         process, slot.process = slot.process, None
         if process is None:
             return
         if process.is_alive():
             slot.inbox.put(None)
-            process.join(timeout=10)
-        if process.is_alive():
-            process.terminate()
-            process.join(timeout=5)
+        self._stopped.append(process)
+
+    def _join_stopped(self) -> None:
+        """Wait for every stopped worker to exit (together); terminate stragglers."""
+        deadline = time.monotonic() + 10
+        for process in self._stopped:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+        for process in self._stopped:
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+        self._stopped.clear()
+
+    def _fill_slots(self) -> None:
+        """Start a worker on every idle slot while units wait (never on disabled slots)."""
+        for slot in self._slots:
+            if not self._pending:
+                return
+            if slot.process is None and not slot.disabled:
+                self._start(slot)
+        if self._pending and not any(s.process is not None for s in self._slots):
+            # Every slot died at start-up: the failure is systematic, fail what is left.
+            message = self._startup_message
+            for unit in self._pending:
+                for counter, index in unit:
+                    self._fail(counter, index, message, None)
+            self._pending.clear()
 
     def _on_ready(self, slot: _Slot) -> None:
-        slot.unit, slot.current = [], None
+        slot.unit, slot.current, slot.ready = [], None, True
         if self._one_job_per_process and slot.jobs_done:
-            self._stop(slot)
-            if self._pending:
-                self._start(slot)
+            self._stop(slot)  # _fill_slots starts a fresh process if work is left
             return
         if self._pending:
             slot.unit = self._pending.pop(0)
@@ -202,24 +256,23 @@ class SlotPool:
             self._on_outcome(outcome)
 
     def _check_processes(self) -> None:
-        """Fail the combination a dead worker was running, re-queue the rest, respawn."""
+        """Fail the combination a dead worker was running and re-queue the rest of its unit.
+
+        Called after :meth:`_drain`, so every message a dead worker sent has been handled:
+        ``current`` is exactly the combination it was running.
+        """
         for number, slot in enumerate(self._slots):
             if slot.process is None or slot.process.is_alive():
                 continue
             code = slot.process.exitcode
             slot.process = None
             where = f"worker process for slot {number} (device {slot.device})"
-            if slot.current is None and not slot.jobs_done:
-                # Died before finishing anything (e.g. the agent failed to unpickle): this is
-                # systematic, so fail its unit instead of retrying forever.
-                message = f"{where} died at start-up with exit code {code}"
-                doomed = list(slot.unit)
-                if not any(other.process is not None for other in self._slots):
-                    doomed += [job for unit in self._pending for job in unit]
-                    self._pending.clear()
-                for counter, index in doomed:
-                    if counter not in self.outcomes:
-                        self._fail(counter, index, message, slot.device)
+            if not slot.ready:
+                # Died before asking for work (e.g. the agent failed to unpickle): this is
+                # systematic, so the slot is not restarted.
+                slot.disabled = True
+                self._startup_message = f"{where} died at start-up with exit code {code}"
+                logger.error(self._startup_message)
                 continue
             if slot.current is not None:
                 counter = slot.current
@@ -231,8 +284,7 @@ class SlotPool:
             rest = [job for job in slot.unit if job[0] not in self.outcomes]
             if rest:
                 self._pending.insert(0, rest)
-            if self._pending:
-                self._start(slot)
+            slot.unit, slot.current = [], None
 
     def _fail(self, counter: int, index: int, message: str, device: str | None) -> None:
         logger.error(message)

@@ -67,6 +67,7 @@ class NoiseTask(BaseTask):
         offset: a hyperparameter.
         fail_on: raise ``RuntimeError`` when ``offset`` equals this.
         exit_on: ``os._exit(3)`` (a hard worker death) when ``offset`` equals this.
+        record_pid: write the process id to ``saver['pid_<task_id>_<job_id>']``.
         **kwargs: BaseTask arguments.
     """
 
@@ -77,6 +78,7 @@ class NoiseTask(BaseTask):
         offset: float = 0.0,
         fail_on: float | None = None,
         exit_on: float | None = None,
+        record_pid: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -85,6 +87,7 @@ class NoiseTask(BaseTask):
         self._offset = offset
         self._fail_on = fail_on
         self._exit_on = exit_on
+        self._record_pid = record_pid
         self.executions: list[float] = []
 
     def execute(self) -> None:
@@ -93,6 +96,8 @@ class NoiseTask(BaseTask):
             raise RuntimeError(f"NoiseTask refuses offset={self._offset}")
         if self._exit_on is not None and self._offset == self._exit_on:
             os._exit(3)
+        if self._record_pid:
+            self.saver[f"pid_{self.task_id}_{self.job_id}"] = os.getpid()
         sg = self.storegate
         outputs = {}
         for phase in ("train", "valid", "test"):

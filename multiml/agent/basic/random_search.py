@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from multiml.agent.basic.sequential import SequentialAgent
+from multiml.agent.prefix_cache import restore_saver_entry, snapshot_saver_entry
 from multiml.agent.report import format_metric, result_table
 from multiml.agent.sampling import draw_indices
 from multiml.agent.seeding import stable_key
@@ -236,7 +237,7 @@ class RandomSearchAgent(SequentialAgent):
                 self._check_devices_exist(self._devices)
                 ctx = multiprocessing.get_context(self._context)
                 self.execute_pool_jobs(
-                    ctx, ctx.Queue(), self.plan_units(jobs, len(self._devices)), record
+                    ctx, ctx.SimpleQueue(), self.plan_units(jobs, len(self._devices)), record
                 )
         finally:
             bar.close()
@@ -271,6 +272,21 @@ class RandomSearchAgent(SequentialAgent):
             ctx, queue, self, devices, torch.get_num_threads(), one_job_per_process, on_outcome
         )
 
+    def prepare_worker(self) -> None:
+        """(expert method) Called once in each worker process before it runs combinations.
+
+        The worker switches to an isolated (copy-on-write) view of the StoreGate and keeps
+        its Saver writes in memory, so parallel combinations never write the same store
+        files or Saver keys (a ``saver__step0__...`` reference resolves to this worker's
+        own step 0). The Saver writes travel back with each outcome and the parent applies
+        them in execution order.
+        """
+        if self._storegate is not None:
+            self._storegate = self._storegate.isolated()
+            self._metric.storegate = self._storegate
+        self._saver.set_mode("dict")
+        self._runners = {}
+
     def execute_wrapper(
         self, queue: Any, subtasktuples: list[Any], counter: int, cuda_id: Any
     ) -> None:
@@ -298,15 +314,17 @@ class RandomSearchAgent(SequentialAgent):
                 outcome = failure(counter, -1, exc, device)
         if ship_saver:
             keys = set(self._saver.keys())
-            outcome.saver_updates = {k: self._saver[k] for k in log.written if k in keys}
+            outcome.saver_updates = {
+                key: snapshot_saver_entry(self._saver, key) for key in log.written if key in keys
+            }
         outcome.started_at, outcome.finished_at = started, time.time()
         return outcome
 
     def _collect(self, outcomes: list[JobOutcome]) -> None:
         """Results in job order, saver writes of workers applied in execution order."""
         for outcome in sorted(outcomes, key=lambda o: o.index):
-            for key, value in outcome.saver_updates.items():
-                self._saver[key] = value
+            for key, entry in outcome.saver_updates.items():
+                restore_saver_entry(self._saver, key, entry, mode=self._saver.mode)
         for outcome in outcomes:
             if outcome.ok:
                 self._history.append(outcome.result)
