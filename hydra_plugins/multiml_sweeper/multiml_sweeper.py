@@ -302,22 +302,40 @@ class MultimlSweeper(Sweeper):
         )
 
     def _warn_parallelism(self, todo: int) -> None:
-        """Say so when the launcher runs more jobs at once than there are device slots."""
+        """Say so when the launcher's parallelism and the device slots do not match.
+
+        More jobs at once than slots: the extra jobs wait. Several slots under a launcher
+        that runs one job at a time (``basic``, joblib ``n_jobs=1``): slots stay idle.
+        """
         assert self.config is not None
-        n_jobs = self.config.hydra.launcher.get("n_jobs")
-        if not isinstance(n_jobs, int) or todo < 2:
-            return
-        if n_jobs < 0:  # joblib: -1 is every CPU, -2 all but one, ...
-            n_jobs = max((os.cpu_count() or 1) + 1 + n_jobs, 1)
         slots = len(self.config.get("devices") or [])
-        if slots and min(n_jobs, todo) > slots:
+        if todo < 2 or not slots:
+            return
+        launcher = self.config.hydra.launcher
+        n_jobs = launcher.get("n_jobs")
+        if isinstance(n_jobs, int) and n_jobs < 0:  # joblib: -1 is every CPU, -2 all but one
+            n_jobs = max((os.cpu_count() or 1) + 1 + n_jobs, 1)
+        if str(launcher.get("_target_", "")).endswith(".BasicLauncher"):
+            n_jobs = 1
+        if not isinstance(n_jobs, int):
+            return  # submitit, Ray: their own resources decide
+        devices = list(self.config.devices)
+        if min(n_jobs, todo) > slots:
             logger.warning(
                 "hydra.launcher.n_jobs=%d but devices=%s has %d slot(s): at most %d job(s) run "
                 "at a time, the others wait for a slot; give one device entry per parallel "
                 "job (e.g. devices=[%s])",
                 n_jobs,
-                list(self.config.devices),
+                devices,
                 slots,
                 slots,
                 ",".join(["cpu"] * min(n_jobs, todo)),
+            )
+        elif n_jobs == 1 and slots > 1:
+            logger.warning(
+                "devices=%s has %d slots but this launcher runs one job at a time; run them in "
+                "parallel with hydra/launcher=joblib hydra.launcher.n_jobs=%d",
+                devices,
+                slots,
+                min(slots, todo),
             )

@@ -346,10 +346,17 @@ def test_in_process_jobs_leave_the_sweepers_report_on_the_console(sweep, tmp_pat
         "task.steps.classification.subtasks.linear=null",
         "task.steps.regression.subtasks.mlp.hps.optimizer__lr=[0.01]",
     ]
-    args = [*two, "hydra/launcher=joblib", "hydra.launcher.n_jobs=1", "hydra.job.chdir=true"]
+    args = [
+        *two,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=1",
+        "hydra.job.chdir=true",
+        "devices=[cpu,cpu]",
+    ]
     result = sweep(args, tmp_path).check()
     assert result.job_keys() == ["c0000", "c0001"]
     out = result.stdout
+    assert "has 2 slots but this launcher runs one job at a time" in out
     last_job = out.rindex("multirun progress: 2/2 done")
     assert out.index("multiml sweep finished: 2/2 done", last_job) > last_job
     assert "multirun results" in out[last_job:]
