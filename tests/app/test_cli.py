@@ -308,6 +308,8 @@ def test_help_and_cfg_do_not_import_torch_and_are_fast(tmp_path: Path, args: lis
         for group in ("agent:", "task:", "metric:", "storegate:"):
             assert group in proc.stdout
         assert "connection_grid" in proc.stdout and "two_step" in proc.stdout
+        assert proc.stdout.startswith("multiml: multi-step machine learning")
+        assert "python -m multiml --config-dir my_conf task=mytask" in proc.stdout
     else:
         composed = yaml.safe_load(proc.stdout)
         assert composed["task"]["name"] == "two_step"
