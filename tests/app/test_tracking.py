@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
@@ -69,14 +70,17 @@ def test_default_run_has_per_epoch_curves_per_combination_and_step(default_run) 
     history = default_run.history()
     runs = sorted((default_run.run_dir / "tensorboard").iterdir())
     assert len(runs) == len(history) == 6
+    steps = yaml.safe_load((default_run.run_dir / ".hydra" / "config.yaml").read_text())
+    steps = steps["task"]["steps"]
     for path, result in zip(runs, history, strict=True):
         assert path.name == f"job{result['job_id']:04d}"
         acc = read_run(path)
         tags = acc.Tags()["scalars"]
         for step, subtask in zip(result["task_ids"], result["subtask_ids"], strict=True):
+            epochs = steps[step]["subtasks"][subtask]["task"]["num_epochs"]
             for phase in ("train", "valid"):
                 events = acc.Scalars(f"{step}/{subtask}/{phase}/loss")
-                assert [e.step for e in events] == list(range(1, 16))  # 15 epochs
+                assert [e.step for e in events] == list(range(1, epochs + 1))
                 assert all(e.value > 0 for e in events)
         assert f"classification/{result['subtask_ids'][1]}/valid/acc" in tags
         # the final metric, equal to the history's value
