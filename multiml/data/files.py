@@ -16,11 +16,14 @@ Three sources, each usable as a task's ``data`` in a Hydra config::
       _target_: multiml.data.load_zarr
       path: /data/store.zarr                # a StoreGate zarr store, or a group of arrays
       data_id: my_dataset                   # (StoreGate stores) which dataset to read
+                                            # (groups: arrays at the top, split by
+                                            # ``phase``, or in train/valid/test groups)
 
-Relative paths are resolved against the directory the command was started in (Hydra's
-original working directory). ``phase`` takes every form ``StoreGate.add_data`` accepts
-(three fractions summing to 1, three counts, or one phase name); ``shuffle`` (False, True
-or an int seed) permutes rows before splitting, identically for every variable.
+``~`` is expanded; relative paths are resolved against the directory the command was
+started in (Hydra's original working directory). ``phase`` takes every form
+``StoreGate.add_data`` accepts (three fractions summing to 1, three counts, or one phase
+name); ``shuffle`` (False, True or an int seed) permutes rows before splitting,
+identically for every variable.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ PhaseSpec = Sequence[float] | Sequence[int] | str
 
 
 def resolve_path(path: str | os.PathLike[str]) -> str:
-    """An absolute path; relative ones are taken from where the user started the command."""
-    path = os.fspath(path)
+    """An absolute path (``~`` expanded); relative ones are taken from where the user started
+    the command."""
+    path = os.path.expanduser(os.fspath(path))
     if os.path.isabs(path):
         return path
     try:

@@ -116,6 +116,16 @@ def test_npy_memory_mapped_and_relative_to_the_working_directory(
     np.testing.assert_array_equal(sg.get_data("towers", "test"), arrays["towers"][240:])
 
 
+def test_home_directory_is_expanded(
+    data_dir: Path, arrays: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(data_dir))
+    monkeypatch.chdir("/")
+    sg = fresh()
+    load_npz(sg, "~/events.npz", phase=[0.6, 0.2, 0.2])
+    assert_loaded(sg, arrays, SAME)
+
+
 def test_shuffle_keeps_variables_aligned(data_dir: Path, arrays: dict[str, np.ndarray]) -> None:
     sg = fresh()
     files = {n: str(data_dir / f"{n}.npy") for n in ("towers", "label")}
