@@ -299,6 +299,15 @@ def test_empty_zarr_group_is_an_error(tmp_path: Path) -> None:
         load_zarr(fresh(), str(tmp_path / "empty.zarr"))
 
 
+def test_synthetic_module_examples() -> None:
+    import doctest
+
+    import multiml.data.synthetic
+
+    result = doctest.testmod(multiml.data.synthetic)
+    assert result.attempted >= 2 and result.failed == 0
+
+
 def test_synthetic_two_step_is_deterministic() -> None:
     a, b = fresh(), fresh()
     load_two_step(a, num_events=100, seed=4)
