@@ -51,7 +51,9 @@ class ConnectionSpec:
 
     Args:
         pretrain: train each step on its own first (else only compile and predict).
-        freeze: freeze the pre-trained weights inside the connection.
+        freeze: keep pre-trained weights fixed inside the connection: ``True`` (every
+            step), ``False`` (none) or a list of task ids. When every weight is fixed
+            there is nothing to train: the connected model is only evaluated.
         task_args: keyword arguments of the ``ModelConnectionTask``.
         name: name of the connection task (``job_id`` is appended).
         reuse_pretraining: reuse a pre-trained subtask seen with the same hyperparameters
@@ -60,7 +62,7 @@ class ConnectionSpec:
     """
 
     pretrain: bool = True
-    freeze: bool = False
+    freeze: bool | Sequence[str] = False
     task_args: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
     reuse_pretraining: bool = False
@@ -85,6 +87,22 @@ class Tracker:
 def connection_task_name(name: str | None, job_id: int) -> str:
     """Name of the connection task of a combination: ``<name>_<job_id>``."""
     return f"{name or 'ModelConnectionTask'}_{job_id}"
+
+
+def frozen_step(freeze: bool | Sequence[str], task_id: str, task_ids: Sequence[str]) -> bool:
+    """Whether ``freeze`` (``True``, ``False`` or a list of task ids) fixes step ``task_id``.
+
+    Raises:
+        ValueError: the list names a task id that is not one of ``task_ids``.
+    """
+    if isinstance(freeze, bool):
+        return freeze
+    unknown = [t for t in freeze if t not in task_ids]
+    if unknown:
+        raise ValueError(
+            f"freeze_model_weights names unknown task ids {unknown}; known: {list(task_ids)}"
+        )
+    return task_id in freeze
 
 
 def run_name(job_id: int, trial: int | None = None) -> str:
@@ -340,18 +358,22 @@ class CombinationRunner:
             else:
                 hps.append(self._compile_only(subtasktuples, k, job_id, trial))
         envs = [st.env for st in subtasktuples]
-        if spec.freeze:
-            for env in envs:
-                ModelConnectionTask.freeze_subtask(env)
+        for st in subtasktuples:
+            if frozen_step(spec.freeze, st.task_id, [s.task_id for s in subtasktuples]):
+                ModelConnectionTask.freeze_subtask(st.env)
         key = self.step_key(subtasktuples, len(subtasktuples) - 1, trial) + "|connection"
         name = connection_task_name(spec.name, job_id)
+        task_args = dict(spec.task_args)
+        if not any(p.requires_grad for env in envs for p in env.unwrapped_model.parameters()):
+            logger.info("%s: every connected weight is frozen; evaluating without training", name)
+            task_args.update(optimizer=None, phases=["test"])
         with seeded_rngs(derive_seed(key, spec.pretrain, spec.freeze, spec.task_args)):
             task = ModelConnectionTask(
                 subtasks=envs,
                 storegate=self.storegate,
                 saver=self.saver,
                 name=name,
-                **spec.task_args,
+                **task_args,
             )
             task.task_id, task.subtask_id, task.job_id, task.trial_id = (
                 "connection",

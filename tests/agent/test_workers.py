@@ -211,3 +211,18 @@ def test_prepare_worker_isolates_store_and_saver(tmp_path: Path) -> None:
     assert worker_copy.metric.storegate is worker_copy.storegate
     assert worker_copy.saver.mode == "dict"
     assert not agent.storegate.copy_on_write and agent.saver.mode == "zarr"
+
+
+@needs_fork
+def test_device_slots_equal_serial_run() -> None:
+    """Random sample on two 'cpu' slots: history in sampling order, values and best result
+    identical to a serial run."""
+    serial = noise_grid(RandomSearchAgent, samplings=[4, 1, 5, 0, 2])
+    serial.execute()
+    parallel = noise_grid(
+        RandomSearchAgent, samplings=[4, 1, 5, 0, 2], num_workers=["cpu", "cpu"], context="fork"
+    )
+    parallel.execute()
+    assert parallel.failures == []
+    assert parallel.history == serial.history
+    assert parallel.result == serial.result

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from multiml.agent.basic.random_search import RandomSearchAgent
-from multiml.agent.runner import ConnectionSpec, connection_task_name
+from multiml.agent.runner import ConnectionSpec, connection_task_name, frozen_step
 
 
 class ConnectionRandomSearchAgent(RandomSearchAgent):
@@ -22,7 +23,10 @@ class ConnectionRandomSearchAgent(RandomSearchAgent):
     ...                          'loss_weights': 'flat_loss'})  # doctest: +SKIP
 
     Args:
-        freeze_model_weights: keep pre-trained weights fixed while training the connection.
+        freeze_model_weights: keep pre-trained weights fixed while training the connection:
+            ``True`` fixes every step (then nothing is left to train and the connected
+            model is only evaluated), a list of task ids (e.g. ``['step0']``) fixes those
+            steps and trains the others end to end.
         do_pretraining: pre-train each subtask before connecting.
         connectiontask_name: name of the connection task (``_<job_id>`` is appended).
         connectiontask_args: keyword arguments of ``ModelConnectionTask``.
@@ -31,13 +35,23 @@ class ConnectionRandomSearchAgent(RandomSearchAgent):
 
     def __init__(
         self,
-        freeze_model_weights: bool = False,
+        freeze_model_weights: bool | Sequence[str] = False,
         do_pretraining: bool = True,
         connectiontask_name: str | None = None,
         connectiontask_args: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not isinstance(freeze_model_weights, bool):
+            if isinstance(freeze_model_weights, str) or not isinstance(
+                freeze_model_weights, Sequence
+            ):
+                raise ValueError(
+                    f"freeze_model_weights={freeze_model_weights!r}: expected True, False or "
+                    "a list of task ids"
+                )
+            freeze_model_weights = list(freeze_model_weights)
+            frozen_step(freeze_model_weights, "", self._task_scheduler.get_task_ids())
         self._freeze_model_weights = freeze_model_weights
         self._do_pretraining = do_pretraining
         self._connectiontask_name = connectiontask_name

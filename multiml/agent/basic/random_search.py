@@ -207,9 +207,9 @@ class RandomSearchAgent(SequentialAgent):
 
     def execute_jobs_for(self, jobs: Sequence[tuple[int, int]]) -> None:
         """Run ``(counter, combination index)`` jobs; fill ``history``, ``result``, ``failures``."""
-        self._history, self.failures, self._result = [], [], None
         if not jobs:
             raise ValueError(f"{type(self).__name__}: there are no combinations to run")
+        self._history, self.failures, self._result = [], [], None
         start = time.perf_counter()
         bar = tqdm(total=len(jobs), desc=type(self).__name__, disable=self._disable_tqdm)
         outcomes: dict[int, JobOutcome] = {}
