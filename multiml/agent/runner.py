@@ -17,12 +17,14 @@ so an identical prefix in a later combination is restored instead of re-run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from multiml.agent.prefix_cache import (
@@ -115,7 +117,8 @@ class CombinationRunner:
     """Execute combinations against one StoreGate, Saver and metric.
 
     Args:
-        storegate: data in and out of every step.
+        storegate: data in and out of every step (``None`` for steps that only use the
+            Saver).
         saver: where steps write results (and this runner records each step's resolved
             hyperparameters as ``saver[task_id]``).
         metric: measured after the last step.
@@ -127,7 +130,7 @@ class CombinationRunner:
 
     def __init__(
         self,
-        storegate: StoreGate,
+        storegate: StoreGate | None,
         saver: Saver,
         metric: BaseMetric,
         seed: int = 0,
@@ -177,7 +180,7 @@ class CombinationRunner:
         """Run one trial of a combination (``trial_id`` = ``trial`` in the result)."""
         start = time.perf_counter()
         self.forget_earlier_outputs()
-        with self.storegate.track_writes() as log:
+        with _track_store(self.storegate) as log:
             try:
                 if connection is None:
                     hps = [
@@ -217,6 +220,8 @@ class CombinationRunner:
         before the first combination are kept even when a step overwrote them.
         """
         sg = self.storegate
+        if sg is None:
+            return
         if self._initial_vars is None:
             self._initial_vars = set(_store_keys(sg))
             return
@@ -284,7 +289,11 @@ class CombinationRunner:
 
     def _execute(self, st: subtasktuple, env: Any, seed: int, keep_model: bool) -> StepRecord:
         sg, saver = self.storegate, self.saver
-        with sg.track_writes() as store_log, saver.track_writes() as saver_log, seeded_rngs(seed):
+        with (
+            _track_store(sg) as store_log,
+            saver.track_writes() as saver_log,
+            seeded_rngs(seed),
+        ):
             try:
                 resolved = self._configure(st, env)
                 env.execute()
@@ -298,7 +307,7 @@ class CombinationRunner:
             saver[st.task_id] = {"subtask_id": st.subtask_id, **resolved}
         deleted_keys = set(saver_log.deleted)
         return StepRecord(
-            store_vars=sg.export_vars(store_log.written),
+            store_vars=sg.export_vars(store_log.written) if sg is not None else {},
             store_deleted=list(store_log.deleted),
             saver_entries={
                 key: snapshot_saver_entry(saver, key)
@@ -314,8 +323,9 @@ class CombinationRunner:
 
     def _restore(self, record: StepRecord, st: subtasktuple, env: Any, keep_model: bool) -> None:
         sg, saver = self.storegate, self.saver
-        sg.import_vars(record.store_vars)
-        _delete_store_vars(sg, record.store_deleted)
+        if sg is not None:
+            sg.import_vars(record.store_vars)
+            _delete_store_vars(sg, record.store_deleted)
         rename = _key_renamer(record.unique_id, _unique_id(env))
         for key, entry in record.saver_entries.items():
             restore_saver_entry(saver, rename(key), entry)
@@ -430,6 +440,13 @@ def _model_state(env: Any) -> dict[str, Any]:
             f"{env.name}: connecting steps needs PyTorch tasks; {type(env).__name__} has no model"
         )
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _track_store(storegate: StoreGate | None) -> contextlib.AbstractContextManager[Any]:
+    """``storegate.track_writes()``, or an empty log when there is no store."""
+    if storegate is None:
+        return contextlib.nullcontext(SimpleNamespace(written=(), deleted=()))
+    return storegate.track_writes()
 
 
 def _store_keys(storegate: StoreGate) -> list[tuple[str, str, str]]:

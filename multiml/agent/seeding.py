@@ -24,21 +24,44 @@ from typing import Any
 
 import numpy as np
 
+_MAX_DEPTH = 16
 
-def canonical(value: Any) -> Any:
-    """A JSON-encodable, process-independent form of a hyperparameter value."""
+
+def canonical(value: Any, _depth: int = 0) -> Any:
+    """A JSON-encodable, process-independent form of a hyperparameter value.
+
+    Classes and functions become their dotted names; an object whose ``repr`` is Python's
+    default (which shows a memory address, different in every process) becomes its class
+    name and the canonical form of its attributes; other objects their ``repr``.
+
+    >>> canonical({'b': (1, 2), 'a': np.float32(0.5)})
+    {'a': 0.5, 'b': [1, 2]}
+    """
+    if _depth > _MAX_DEPTH:
+        return f"{type(value).__module__}.{type(value).__qualname__}"
+    depth = _depth + 1
     if isinstance(value, dict):
-        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        return {
+            str(k): canonical(v, depth) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
+        }
     if isinstance(value, list | tuple):
-        return [canonical(v) for v in value]
+        return [canonical(v, depth) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return {"ndarray": value.tolist(), "dtype": str(value.dtype)}
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    if isinstance(value, type) or callable(value):
-        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
+    qualname = getattr(value, "__qualname__", None)
+    if isinstance(value, type) or (callable(value) and isinstance(qualname, str)):
+        return f"{getattr(value, '__module__', '')}.{qualname}"
+    if type(value).__repr__ is object.__repr__:
+        cls = type(value)
+        state = getattr(value, "__dict__", None)
+        return {
+            "object": f"{cls.__module__}.{cls.__qualname__}",
+            "state": canonical(state, depth) if state is not None else None,
+        }
     return repr(value)
 
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from multiml import Saver, StoreGate, TaskScheduler
-from multiml.agent import BaseAgent, SequentialAgent
+from multiml.agent import BaseAgent, GridSearchAgent, SequentialAgent
 from multiml.agent.basic import Agent
-from multiml.agent.metric import ACCMetric, MSEMetric, ValueMetric, ZeroMetric
+from multiml.agent.metric import ACCMetric, BaseMetric, MSEMetric, ValueMetric, ZeroMetric
 from multiml.agent.report import format_metric, result_table
+from multiml.task.basic import BaseTask
 from tests.agent.conftest import (
     ACC_ARGS,
     VALUE_ARGS,
@@ -21,6 +22,7 @@ from tests.agent.conftest import (
     RecordingTracker,
     dict_saver,
     make_store,
+    metric_values,
     noise_steps,
     torch_steps,
 )
@@ -405,3 +407,51 @@ def test_metric_instances_work_with_sequential() -> None:
     agent = sequential(metric=ValueMetric(pred_var_name="pred"), metric_args=None)
     agent.execute()
     assert agent.result["metric_value"] > 0
+
+
+# --------------------------------------------------------------- without a StoreGate
+class ScoreTask(BaseTask):
+    """Step 0 writes ``saver['score'] = value``; with ``add`` a later step adds ``value``
+    to it. No StoreGate involved."""
+
+    def __init__(self, value: float = 0.0, add: bool = False, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._value = value
+        self._add = add
+        self.runs = 0
+
+    def execute(self) -> None:
+        self.runs += 1
+        start = self.saver["score"] if self._add else 0.0
+        self.saver["score"] = start + self._value
+
+
+class SaverScore(BaseMetric):
+    """The Saver's ``'score'`` (a metric that reads no store)."""
+
+    name = "saver_score"
+    type = "max"
+    uses = ()
+
+    def __init__(self, saver: Saver) -> None:
+        super().__init__()
+        self._saver = saver
+
+    def compute(self, pred: object, true: object) -> float:
+        return float(self._saver["score"])
+
+
+def test_steps_that_only_use_the_saver_need_no_storegate() -> None:
+    saver = dict_saver()
+    step0 = ScoreTask(name="base")
+    step1 = ScoreTask(add=True, name="bonus")
+    agent = GridSearchAgent(
+        saver=saver,
+        task_scheduler=[[(step0, {"value": [1.0, 2.0]})], [(step1, {"value": [10.0, 20.0]})]],
+        metric=SaverScore(saver),
+    )
+    assert agent.storegate is None
+    agent.execute()
+    assert metric_values(agent.history) == [11.0, 21.0, 12.0, 22.0]
+    assert step0.runs == 2  # prefix reuse restores the Saver entry it wrote
+    assert agent.result["subtask_hps"] == [{"value": 2.0}, {"value": 20.0}]

@@ -287,6 +287,18 @@ class TestSeeding:
         assert canonical(np.arange(2)) == {"ndarray": [0, 1], "dtype": "int64"}
         assert canonical(ValueMetric) == "multiml.agent.metric.ValueMetric"
 
+    def test_objects_with_default_repr_seed_by_class_and_state(self) -> None:
+        class Sampler:
+            def __init__(self, size: int) -> None:
+                self.size = size
+
+        key = canonical(Sampler(3))
+        assert key == canonical(Sampler(3))  # not the memory address
+        assert "0x" not in stable_key(Sampler(3))
+        assert key["state"] == {"size": 3}
+        assert key["object"].endswith("Sampler")
+        assert canonical(Sampler(4)) != key
+
     def test_derive_seed_is_fixed_across_processes(self) -> None:
         # a regression guard: sha256 of the canonical JSON, not the salted hash()
         assert derive_seed("a") == int.from_bytes(
