@@ -334,7 +334,8 @@ class CombinationRunner:
                 saver.delete(rename(key))
         self._configure(st, env)
         if keep_model:
-            env.compile()
+            with seeded_rngs(0):  # the fresh initial weights are replaced right away
+                env.compile()
             env.unwrapped_model.load_state_dict(record.model_state)
             env.history = copy.deepcopy(record.history)
 

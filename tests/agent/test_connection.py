@@ -3,8 +3,10 @@ classification chain: pre-train, (freeze,) connect, train end to end, measure.""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -238,6 +240,16 @@ class TestFreeze:
     def test_freeze_validation(self, freeze: Any, match: str) -> None:
         with pytest.raises(ValueError, match=match):
             connection_agent(freeze_model_weights=freeze)
+
+
+def test_global_rng_state_untouched() -> None:
+    states = (torch.random.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    agent = connection_agent()  # restores pre-trained steps (recompiling their models)
+    agent.execute()
+    assert agent.runner.cache.hits > 0
+    assert torch.equal(torch.random.get_rng_state(), states[0])
+    assert np.array_equal(np.random.get_state()[1], states[1])
+    assert random.getstate() == states[2]
 
 
 class TestConnectionRandom:
