@@ -80,6 +80,10 @@ class TestSamplings:
         agent_of(samplings=6, seed=1).sample_indices()
         assert (random.random(), np.random.random()) == expected
 
+    def test_numpy_integers_accepted(self) -> None:
+        agent = agent_of(samplings=np.int64(2), seed=np.int32(3))
+        assert agent.sample_indices() == agent_of(samplings=2, seed=3).sample_indices()
+
     def test_all_combinations_is_a_permutation(self) -> None:
         assert sorted(agent_of(samplings=6).sample_indices()) == list(range(6))
 

@@ -65,8 +65,9 @@ class RandomSearchAgent(SequentialAgent):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise ValueError(f"seed={seed!r}: expected an int")
+        seed = int(seed)
         if metric_type is not None and metric_type not in METRIC_TYPES:
             raise ValueError(f"metric_type={metric_type!r}: allowed values are 'min' and 'max'")
         methods = multiprocessing.get_all_start_methods()
@@ -90,10 +91,10 @@ class RandomSearchAgent(SequentialAgent):
     def _check_samplings(samplings: Any) -> int | list[int] | None:
         if samplings is None:
             return None
-        if isinstance(samplings, int) and not isinstance(samplings, bool):
+        if isinstance(samplings, int | np.integer) and not isinstance(samplings, bool):
             if samplings < 1:
                 raise ValueError(f"samplings={samplings}: expected a positive int or a list")
-            return samplings
+            return int(samplings)
         if isinstance(samplings, np.ndarray):
             samplings = samplings.tolist()
         if isinstance(samplings, Sequence) and not isinstance(samplings, str):
