@@ -77,6 +77,64 @@ def read_vars(storegate: Any, var_names: VarNames, phase: str, index: Any = -1) 
     return storegate.get_data(var_names, phase, index)
 
 
+def check_int(name: str, value: Any, minimum: int, optional: bool = False) -> int | None:
+    """``value`` as an int >= ``minimum`` (None allowed when ``optional``).
+
+    Raises:
+        ValueError: naming the argument, the value and what is allowed.
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        allowed = f"an int >= {minimum}" + (" or None" if optional else "")
+        raise ValueError(f"{name}={value!r}: expected {allowed}")
+    if value < minimum:
+        raise ValueError(f"{name}={value!r}: expected an int >= {minimum}")
+    return value
+
+
+def check_batch_size(value: Any) -> int | dict[str, Any]:
+    """Validate a batch-size spec: an int >= 1, a per-phase dict (``train``/``valid``/
+    ``test``/``default`` → int >= 1) or ``{'type': 'equal_length', 'length': L}``."""
+    allowed = (
+        "an int >= 1, a per-phase dict ({'train': 64, 'test': 256, 'default': 128}) or "
+        "{'type': 'equal_length', 'length': L}"
+    )
+    if isinstance(value, dict):
+        if "type" in value:
+            if value.get("type") != "equal_length" or set(value) != {"type", "length"}:
+                raise ValueError(f"batch_size={value!r}: expected {allowed}")
+            check_int("batch_size['length']", value["length"], 1)
+            return dict(value)
+        unknown = [key for key in value if key not in (*const.PHASES, "default")]
+        if unknown:
+            raise ValueError(f"batch_size={value!r}: unknown keys {unknown}; expected {allowed}")
+        for key, size in value.items():
+            check_int(f"batch_size[{key!r}]", size, 1)
+        return dict(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"batch_size={value!r}: expected {allowed}")
+    return value
+
+
+def check_verbose(value: Any) -> int | None:
+    """``None``, 0, 1 or 2."""
+    if value is None or (
+        isinstance(value, int) and not isinstance(value, bool) and value in (0, 1, 2)
+    ):
+        return value
+    raise ValueError(f"verbose={value!r}: expected None, 0, 1 or 2")
+
+
+def check_metrics(value: Any) -> list[Any]:
+    """A list of metric names / callables (a single name is a one-element list)."""
+    if isinstance(value, str) or callable(value):
+        return [value]
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise ValueError(f"metrics={value!r}: expected a list of metric names or callables")
+
+
 @dataclass
 class MLEnv:
     """The compiled objects of an ML task (filled by the ``compile_*`` hooks)."""
@@ -197,6 +255,7 @@ class MLBaseTask(BaseTask):
         self._batch_size = copy.copy(batch_size)
         self._num_workers = num_workers
         self._verbose = verbose
+        self._check_attrs()
         self.ml = MLEnv()
         self.history: dict[str, list[dict[str, float]]] | None = None
 
@@ -307,7 +366,43 @@ class MLBaseTask(BaseTask):
             return f"_{prefix}_args", sub
         return super()._hp_target(key)
 
+    _HP_CHECKS: dict[str, Callable[[Any], Any]] = {
+        "_num_epochs": lambda v: check_int("num_epochs", v, 0),
+        "_batch_size": check_batch_size,
+        "_max_patience": lambda v: check_int("max_patience", v, 0, optional=True),
+        "_num_workers": lambda v: check_int("num_workers", v, 0),
+        "_verbose": check_verbose,
+        "_metrics": check_metrics,
+    }
+
+    def _checked_attrs(self) -> list[str]:
+        """Attributes :meth:`_check_hp` validates (checked at construction and set time)."""
+        return list(self._HP_CHECKS)
+
+    def _check_attrs(self) -> None:
+        """Validate every checked attribute set so far (subclasses call it again after
+        setting their own)."""
+        for attr in self._checked_attrs():
+            if hasattr(self, attr):
+                setattr(self, attr, self._check_hp(attr, getattr(self, attr)))
+
+    def _check_hp(self, attr: str, value: Any) -> Any:
+        """Validate (and normalise) the value of a hyperparameter attribute.
+
+        Raises:
+            ValueError: naming the task, the hyperparameter, the value and what is allowed.
+        """
+        check = self._HP_CHECKS.get(attr)
+        if check is None:
+            return value
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
+
     def _convert_hp(self, key: str, attr: str, sub: str | None, value: Any) -> Any:
+        if sub is None and attr in self._checked_attrs():
+            return self._check_hp(attr, value)
         if sub is None:
             if attr == "_phases":
                 return self._check_phases(value)

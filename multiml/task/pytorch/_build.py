@@ -86,6 +86,24 @@ def _name(obj: Any) -> str:
     return getattr(obj, "__qualname__", None) or repr(obj)
 
 
+def check_device_name(device: Any) -> None:
+    """Raise unless ``device`` names a device (``'auto'``, ``'cpu'``, ``'cuda[:N]'``, N, a
+    ``torch.device``); whether it exists is checked when the task compiles."""
+    if isinstance(device, torch.device) or device == "auto":
+        return
+    if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
+        return
+    if isinstance(device, str):
+        try:
+            torch.device(device)
+            return
+        except (RuntimeError, TypeError):
+            pass
+    raise ValueError(
+        f"device={device!r} is not a device; expected 'auto', 'cpu', 'cuda', 'cuda:N' or N"
+    )
+
+
 def resolve_device(device: str | int | torch.device) -> torch.device:
     """Turn ``'auto'``, ``'cpu'``, ``'cuda'``, ``'cuda:N'``, an int N or a device into a device.
 

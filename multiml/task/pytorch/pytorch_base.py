@@ -16,6 +16,7 @@ parallel loading), still one fancy-index read per batch and variable.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,7 +29,7 @@ from tqdm import tqdm
 from multiml import const
 from multiml.task.basic.ml_base import MLBaseTask, read_vars
 from multiml.task.pytorch import batching
-from multiml.task.pytorch._build import build, resolve_device
+from multiml.task.pytorch._build import build, check_device_name, lookup, resolve_device
 from multiml.task.pytorch.batching import BatchSampler, BatchSource
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,38 @@ class PytorchBaseTask(MLBaseTask):
         self._dataloader_args = dict(dataloader_args) if dataloader_args is not None else None
         self._torch_device: torch.device | None = None
         self._scaler: torch.amp.GradScaler | None = None
+        self._check_attrs()
+
+    _NAMESPACES: dict[str, tuple[str, ...]] = {
+        "_model": ("multiml.task.pytorch.modules", "torch.nn"),
+        "_optimizer": ("torch.optim",),
+        "_scheduler": ("torch.optim.lr_scheduler",),
+        "_loss": ("torch.nn",),
+    }
+
+    def _checked_attrs(self) -> list[str]:
+        return [*super()._checked_attrs(), *self._NAMESPACES, "_device"]
+
+    def _check_hp(self, attr: str, value: Any) -> Any:
+        """Names of models, optimizers, schedulers and losses must exist, and ``device``
+        must be a device name, when they are given — not only when training starts."""
+        if attr == "_device":
+            try:
+                check_device_name(value)
+            except ValueError as exc:
+                raise ValueError(f"{self.name}: {exc}") from None
+            return value
+        if attr in self._NAMESPACES:
+            names = value if attr == "_loss" and isinstance(value, list | tuple) else [value]
+            modules = [importlib.import_module(m) for m in self._NAMESPACES[attr]]
+            for name in names:
+                if isinstance(name, str):
+                    try:
+                        lookup(name, modules, attr[1:])
+                    except ValueError as exc:
+                        raise ValueError(f"{self.name}: {exc}") from None
+            return value
+        return super()._check_hp(attr, value)
 
     # --------------------------------------------------------------- devices
     @property

@@ -275,9 +275,35 @@ def test_optimizer_instance_is_a_clear_error(sg):
     ],
 )
 def test_unknown_names_are_clear_errors_with_suggestions(sg, kwargs, expected):
-    task = make_task(sg, **kwargs)
+    # Checked when the task is built, not first when it trains...
     with pytest.raises(ValueError, match=expected):
-        task.compile()
+        make_task(sg, **kwargs)
+    # ...and when a hyperparameter sets one, before anything changes.
+    task = make_task(sg)
+    ((key, value),) = kwargs.items()
+    with pytest.raises(ValueError, match=expected):
+        task.set_hps({key: value})
+    task.compile()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"num_epochs": "abc"}, r"num_epochs='abc': expected an int >= 0"),
+        ({"batch_size": -3}, r"batch_size=-3: expected an int >= 1"),
+        ({"batch_size": {"trian": 8}}, r"unknown keys \['trian'\]"),
+        ({"batch_size": {"type": "equal_length"}}, r"batch_size=.*expected"),
+        ({"max_patience": -1}, r"max_patience=-1"),
+        ({"verbose": 3}, r"verbose=3"),
+        ({"device": "gpu"}, r"device='gpu' is not a device"),
+    ],
+)
+def test_bad_settings_are_refused_when_given(sg, kwargs, expected):
+    with pytest.raises(ValueError, match=expected):
+        make_task(sg, **kwargs)
+    task = make_task(sg)
+    with pytest.raises(ValueError, match=expected):
+        task.set_hps(kwargs)
 
 
 def test_wrong_constructor_arguments_name_the_kind_and_args(sg):
@@ -295,7 +321,11 @@ def test_model_must_be_set_and_be_a_module(sg):
 
 @pytest.mark.parametrize(
     "hps",
-    [{"model": "MLPBlok"}, {"optimizer__momentum": "x"}, {"input_var_names": "nothing"}],
+    [
+        {"model_args": {"layers": [4, 2], "widht": 3}},
+        {"optimizer__momentum": "x"},
+        {"input_var_names": "nothing"},
+    ],
 )
 def test_a_failed_compile_keeps_the_previous_model(sg, hps):
     task = make_task(sg)
@@ -492,10 +522,8 @@ def test_early_stopping_needs_a_valid_phase(sg, caplog):
 
 
 def test_max_patience_must_be_a_non_negative_int(sg):
-    task = make_task(sg, max_patience=-1)
-    task.compile()
     with pytest.raises(ValueError, match="max_patience"):
-        task.fit()
+        make_task(sg, max_patience=-1)
 
 
 def test_reduce_lr_on_plateau_uses_the_valid_loss_even_when_not_reported(sg):
