@@ -42,7 +42,10 @@ class RandomSearchAgent(SequentialAgent):
         num_workers: ``None`` runs in this process; an int runs that many worker
             processes; a list of GPU ids (``[0, 1]``) or device names (``['cuda:0', 'cpu']``)
             runs one worker per entry pinned to that device. Results and history equal a
-            serial run.
+            serial run. Workers compute on isolated views of the StoreGate (its files are
+            never written) and their Saver writes are applied here afterwards, in
+            combination order; a combination whose worker dies is reported in
+            ``failures`` with the exit code and the others continue in a fresh worker.
         context: multiprocessing start method (``'spawn'``, ``'fork'``, ``'forkserver'``).
         dump_all_results: also store every result as ``saver['history']``.
         disable_tqdm: hide the progress bar over combinations.
