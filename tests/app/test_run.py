@@ -55,24 +55,24 @@ def test_run_writes_result_history_and_returns_the_best(tmp_path: Path) -> None:
 
 
 def test_some_combinations_fail(tmp_path: Path) -> None:
-    cfg = make_cfg("task.steps.classification.subtasks.linear.task.model=NoSuchModel")
+    cfg = make_cfg("+task.steps.classification.subtasks.linear.task.model_args.widht=3")
     run_experiment(cfg, tmp_path)
     history = (tmp_path / "history.jsonl").read_text().splitlines()
     assert len(history) == 2
     failures = [json.loads(line) for line in (tmp_path / "failures.jsonl").read_text().splitlines()]
     assert [f["job_id"] for f in failures] == [2]
     assert failures[0]["subtask_ids"] == ["mlp", "linear"]
-    assert "NoSuchModel" in failures[0]["error"]
+    assert "widht" in failures[0]["error"]
     assert json.loads((tmp_path / "result.json").read_text())["subtask_ids"] == ["mlp", "mlp"]
 
 
 def test_every_combination_fails(tmp_path: Path) -> None:
-    cfg = make_cfg("task.steps.regression.subtasks.mlp.task.model=NoSuchModel")
-    with pytest.raises(RuntimeError, match=r"(?s)all 3 combinations failed.*NoSuchModel"):
+    cfg = make_cfg("+task.steps.regression.subtasks.mlp.task.model_args.widht=3")
+    with pytest.raises(RuntimeError, match=r"(?s)all 3 combinations failed.*widht"):
         run_experiment(cfg, tmp_path)
     failures = [json.loads(line) for line in (tmp_path / "failures.jsonl").read_text().splitlines()]
     assert [f["job_id"] for f in failures] == [0, 1, 2]
-    assert all("NoSuchModel" in f["error"] for f in failures)
+    assert all("widht" in f["error"] for f in failures)
     assert not (tmp_path / "result.json").exists()
 
 
