@@ -158,7 +158,7 @@ def test_a_class_that_is_not_importable_is_a_config_error(cli, user_dir: Path) -
         ["--config-dir", "my_conf", "task=masswindow", "task.data.num_events=100"], user_dir
     ).config_error()
     assert message.startswith(
-        "task.steps.classification.subtasks.window.task (my_tasks.MassWindow) could not be "
-        "built: Error loading 'my_tasks.MassWindow'"
+        "task.steps.regression.subtasks.mine.task (multiml.task.pytorch.PytorchBaseTask) could "
+        "not be built: PytorchBaseTask: model='my_tasks.Regressor': cannot import it"
     ), message
     assert "No module named 'my_tasks'" in message
