@@ -314,4 +314,6 @@ def build_agent(
                 f"({len(ts)} combinations): {exc}"
             ) from exc
     agent.device = in_process_device
+    if "seed" not in options:  # SequentialAgent has no seed argument; the run's seed applies
+        agent.seed = int(cfg.seed)
     return agent

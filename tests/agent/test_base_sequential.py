@@ -6,6 +6,7 @@ import logging
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -190,6 +191,19 @@ class TestSequentialAgent:
         first.execute()
         second.execute()
         assert first.result["metric_value"] == second.result["metric_value"]
+
+    def test_seed_attribute_changes_the_result_reproducibly(self) -> None:
+        values = {}
+        for seed in (0, 1, 1, np.int64(2)):
+            agent = sequential()
+            assert agent.seed == 0
+            agent.seed = seed
+            agent.execute()
+            values.setdefault(int(seed), set()).add(agent.result["metric_value"])
+        assert all(len(v) == 1 for v in values.values())  # same seed, same value
+        assert len({v.pop() for v in values.values()}) == 3  # seeds differ
+        with pytest.raises(ValueError, match="seed='x'"):
+            sequential().seed = "x"
 
     def test_finalize_logs_table_and_stores_result(self, caplog: pytest.LogCaptureFixture) -> None:
         tracker = RecordingTracker()

@@ -112,8 +112,7 @@ def test_every_agent_option_builds_its_agent(hydra_init: None, tmp_path: Path, o
     assert agent.task_scheduler is ts and agent.storegate is storegate
     assert agent.saver is saver and agent.metric is metric
     assert agent.device == "cpu"  # devices=[cpu]: combinations run in this process on cpu
-    if "seed" in cfg.agent:
-        assert agent._seed == 5  # the top-level seed reaches the agent
+    assert agent.seed == 5  # the top-level seed reaches every agent (sequential included)
     if "samplings" in cfg.agent:
         indices = agent.sample_indices()
         assert len(indices) == cfg.agent.samplings == len(set(indices))

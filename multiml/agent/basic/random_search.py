@@ -314,7 +314,11 @@ class RandomSearchAgent(SequentialAgent):
                 )
                 outcome = JobOutcome(counter=counter, index=-1, result=result, device=device)
             except Exception as exc:
-                logger.exception("combination job_id=%d failed", counter)
+                # One line per failure; the traceback is in agent.failures (and at DEBUG).
+                logger.error(
+                    "combination job_id=%d failed: %s", counter, str(exc).splitlines()[0][:300]
+                )
+                logger.debug("combination job_id=%d traceback", counter, exc_info=True)
                 outcome = failure(counter, -1, exc, device)
         if ship_saver:
             keys = set(self._saver.keys())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 from typing import Any
 
 from multiml.agent.basic.base import BaseAgent
@@ -62,6 +63,22 @@ class SequentialAgent(BaseAgent):
         self.device: str | None = None
         """Device for combinations run in this process: replaces the ``'auto'``/``'cuda'``
         device of PyTorch tasks (``None``: tasks keep their own). Worker slots set their own."""
+
+    @property
+    def seed(self) -> int:
+        """Agent seed: every step's RNG seed derives from it (and the step's prefix).
+
+        SequentialAgent takes no ``seed`` argument (the seed API); set this attribute to
+        change it (default 0). Search agents set it from their ``seed`` argument.
+        """
+        return self._seed
+
+    @seed.setter
+    def seed(self, seed: int) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed={seed!r}: expected an int")
+        self._seed = int(seed)
+        self._runners.clear()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
