@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from multiml.app import config as _config  # noqa: F401  (registers the schemas)
+from multiml.devices import check_devices_exist, device_names
 
 logger = logging.getLogger(__name__)
 
-_DEVICE_RE = re.compile(r"^(cpu|auto|cuda|cuda:\d+)$")
 EXTRAS = {"sklearn": ("sklearn", "scikit-learn", "sklearn")}
 """``requires`` names → (module to import, distribution, multiml extra)."""
 
@@ -56,29 +55,13 @@ def resolve_devices(devices: Sequence[Any]) -> list[str]:
     """
     if not devices:
         raise ConfigError("devices=[]: give at least one device, e.g. devices=[cpu]")
-    names: list[str] = []
-    for entry in devices:
-        if isinstance(entry, int) and not isinstance(entry, bool) and entry >= 0:
-            names.append(f"cuda:{entry}")
-        elif isinstance(entry, str) and _DEVICE_RE.match(entry):
-            names.append(entry)
-        else:
-            raise ConfigError(
-                f"devices entry {entry!r} is not a device; allowed: cpu, auto, cuda, cuda:N "
-                "or a GPU id N (e.g. devices=[0,1] or devices=[cpu,cpu])"
-            )
-    if any(name.startswith("cuda") for name in names):
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        for name in names:
-            index = int(name.split(":")[1]) if ":" in name else 0
-            if name.startswith("cuda") and index >= count:
-                have = ", ".join(f"cuda:{i}" for i in range(count)) or "no CUDA devices"
-                raise ConfigError(
-                    f"devices={list(devices)}: {name} does not exist on this machine ({have}); "
-                    "use devices=[cpu] or existing GPU ids"
-                )
+    try:
+        names = device_names(devices, "devices")
+        check_devices_exist(names, "devices", given=list(devices))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{exc} (e.g. devices=[cpu], devices=[0,1] or devices=[cpu,cpu])"
+        ) from None
     return names
 
 

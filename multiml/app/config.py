@@ -57,22 +57,8 @@ class SequentialAgentConf:
 
 
 @dataclass
-class RandomSearchAgentConf(SequentialAgentConf):
-    """``agent=random``: ``samplings`` distinct combinations drawn with ``seed``."""
-
-    _target_: str = "multiml.agent.basic.RandomSearchAgent"
-    samplings: Any = 4
-    seed: int = II("seed")
-    metric_type: MetricType | None = None
-    num_workers: Any = None
-    context: str = "spawn"
-    dump_all_results: bool = True
-    disable_tqdm: bool = True
-
-
-@dataclass
 class GridSearchAgentConf(SequentialAgentConf):
-    """``agent=grid``: every combination."""
+    """``agent=grid``: every combination (the search parameters every search agent has)."""
 
     _target_: str = "multiml.agent.basic.GridSearchAgent"
     seed: int = II("seed")
@@ -84,25 +70,35 @@ class GridSearchAgentConf(SequentialAgentConf):
 
 
 @dataclass
-class ConnectionRandomSearchAgentConf(RandomSearchAgentConf):
-    """``agent=connection_random``: random search, each combination connected end to end."""
+class RandomSearchAgentConf(GridSearchAgentConf):
+    """``agent=random``: ``samplings`` distinct combinations drawn with ``seed``."""
 
-    _target_: str = "multiml.agent.basic.ConnectionRandomSearchAgent"
-    freeze_model_weights: bool = False
+    _target_: str = "multiml.agent.basic.RandomSearchAgent"
+    samplings: Any = 4
+
+
+@dataclass
+class ConnectionArgs:
+    """Parameters of the connection agents (pre-train, connect, re-train end to end)."""
+
+    freeze_model_weights: Any = False
     do_pretraining: bool = True
     connectiontask_name: str | None = None
     connectiontask_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class ConnectionGridSearchAgentConf(GridSearchAgentConf):
+class ConnectionRandomSearchAgentConf(RandomSearchAgentConf, ConnectionArgs):
+    """``agent=connection_random``: random search, each combination connected end to end."""
+
+    _target_: str = "multiml.agent.basic.ConnectionRandomSearchAgent"
+
+
+@dataclass
+class ConnectionGridSearchAgentConf(GridSearchAgentConf, ConnectionArgs):
     """``agent=connection_grid``: grid search, each combination connected end to end."""
 
     _target_: str = "multiml.agent.basic.ConnectionGridSearchAgent"
-    freeze_model_weights: bool = False
-    do_pretraining: bool = True
-    connectiontask_name: str | None = None
-    connectiontask_args: dict[str, Any] = field(default_factory=dict)
     reuse_pretraining: bool = False
 
 

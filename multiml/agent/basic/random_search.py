@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,11 +18,11 @@ from multiml.agent.report import format_metric, result_table
 from multiml.agent.sampling import draw_indices
 from multiml.agent.seeding import stable_key
 from multiml.agent.workers import JobOutcome, SlotPool, Unit, failure
+from multiml.devices import check_devices_exist, device_names
 
 logger = logging.getLogger(__name__)
 
 METRIC_TYPES = ("min", "max")
-_DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
 
 
 class RandomSearchAgent(SequentialAgent):
@@ -80,6 +79,7 @@ class RandomSearchAgent(SequentialAgent):
         self._seed = seed
         self._metric_type = metric_type
         self._devices = self._slot_devices(num_workers)
+        self._num_workers = num_workers
         self._context = context
         self._dump_all_results = dump_all_results
         self._disable_tqdm = disable_tqdm
@@ -119,37 +119,11 @@ class RandomSearchAgent(SequentialAgent):
                 raise ValueError(f"num_workers={num_workers}: expected >= 1, a list, or None")
             return [None] * num_workers
         if isinstance(num_workers, Sequence) and not isinstance(num_workers, str) and num_workers:
-            devices: list[str | None] = []
-            for entry in num_workers:
-                if isinstance(entry, int) and not isinstance(entry, bool) and entry >= 0:
-                    devices.append(f"cuda:{entry}")
-                elif isinstance(entry, str) and _DEVICE_RE.match(entry):
-                    devices.append(entry)
-                else:
-                    raise ValueError(
-                        f"num_workers entry {entry!r}: expected a GPU id (int) or a device name "
-                        "('cpu', 'cuda', 'cuda:N', 'auto')"
-                    )
-            return devices
+            return list(device_names(num_workers, "num_workers"))
         raise ValueError(
             f"num_workers={num_workers!r}: expected None, a positive int, or a list of GPU ids "
             "/ device names"
         )
-
-    @staticmethod
-    def _check_devices_exist(devices: Sequence[str | None]) -> None:
-        wanted = sorted({int(d.split(":")[1]) for d in devices if d and d.startswith("cuda:")})
-        if not wanted:
-            return
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        missing = [i for i in wanted if i >= count]
-        if missing:
-            raise ValueError(
-                f"num_workers asks for GPU ids {missing}, but this machine has {count} CUDA "
-                f"device(s); allowed ids: {list(range(count))}"
-            )
 
     # ------------------------------------------------------------ properties
     @property
@@ -238,7 +212,7 @@ class RandomSearchAgent(SequentialAgent):
                     outcome.index = index
                     record(outcome)
             else:
-                self._check_devices_exist(self._devices)
+                check_devices_exist(self._devices, "num_workers", given=self._num_workers)
                 ctx = multiprocessing.get_context(self._context)
                 self.execute_pool_jobs(
                     ctx, ctx.SimpleQueue(), self.plan_units(jobs, len(self._devices)), record
