@@ -124,6 +124,16 @@ def noise_steps(
     ]
 
 
+def noise_agent(cls: type, **kwargs: Any) -> Any:
+    """A search agent of class ``cls`` on the 2 x 3 NoiseTask grid (6 combinations)."""
+    kwargs.setdefault("storegate", make_store())
+    kwargs.setdefault("saver", dict_saver())
+    kwargs.setdefault("task_scheduler", noise_steps())
+    kwargs.setdefault("metric", "value")
+    kwargs.setdefault("metric_args", VALUE_ARGS)
+    return cls(**kwargs)
+
+
 def torch_steps(
     epochs: int = 2, **common_overrides: Any
 ) -> tuple[PytorchBaseTask, PytorchClassificationTask]:

@@ -15,11 +15,9 @@ from multiml.agent import GridSearchAgent, RandomSearchAgent
 from multiml.agent.metric import ValueMetric
 from multiml.agent.seeding import canonical, derive_seed, seeded_rngs, stable_key
 from tests.agent.conftest import (
-    VALUE_ARGS,
     NoiseTask,
-    dict_saver,
-    make_store,
     metric_values,
+    noise_agent,
     noise_steps,
     torch_steps,
 )
@@ -27,12 +25,7 @@ from tests.agent.conftest import (
 
 def agent_of(cls: type = RandomSearchAgent, **kwargs: object) -> RandomSearchAgent:
     """An agent on the 2 x 3 NoiseTask grid (6 combinations)."""
-    kwargs.setdefault("storegate", make_store())
-    kwargs.setdefault("saver", dict_saver())
-    kwargs.setdefault("task_scheduler", noise_steps())
-    kwargs.setdefault("metric", "value")
-    kwargs.setdefault("metric_args", VALUE_ARGS)
-    return cls(**kwargs)
+    return noise_agent(cls, **kwargs)
 
 
 def index_of(agent: RandomSearchAgent, result: dict) -> int:

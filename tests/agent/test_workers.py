@@ -20,9 +20,9 @@ from multiml.agent import GridSearchAgent, RandomSearchAgent
 from multiml.agent import workers as workers_module
 from tests.agent.conftest import (
     ACC_ARGS,
-    VALUE_ARGS,
     dict_saver,
     make_store,
+    noise_agent,
     noise_steps,
     torch_steps,
 )
@@ -33,12 +33,7 @@ needs_fork = pytest.mark.skipif(
 
 
 def noise_grid(cls: type = GridSearchAgent, **kwargs: Any) -> RandomSearchAgent:
-    kwargs.setdefault("storegate", make_store())
-    kwargs.setdefault("saver", dict_saver())
-    kwargs.setdefault("task_scheduler", noise_steps())
-    kwargs.setdefault("metric", "value")
-    kwargs.setdefault("metric_args", VALUE_ARGS)
-    return cls(**kwargs)
+    return noise_agent(cls, **kwargs)
 
 
 def torch_grid(**kwargs: Any) -> GridSearchAgent:
