@@ -43,6 +43,8 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
+from multiml.fileio import TMP_SUFFIX, atomic_write
+
 __all__ = ["MODES", "KeySet", "Saver", "WriteLog"]
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,6 @@ MODES: tuple[str, str] = ("dict", "zarr")
 
 _JSON = ".json"
 _NPY = ".npy"
-_TMP = ".tmp"
 _MODEL_DIR = "models"
 _MODEL_SUFFIX = ".pt"
 _TAG = "__multiml_type__"
@@ -230,22 +231,6 @@ def _key_of_file(name: str) -> str | None:
             key = unquote(stem)
             return key if _file_stem(key) == stem else None
     return None
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through a temporary file in the same directory and ``os.replace``."""
-    tmp = path.parent / f".{uuid.uuid4().hex}{_TMP}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # honours the umask
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _hydra_output_dir() -> str | None:
@@ -664,7 +649,7 @@ class Saver:
     def _commit_file(self, key: str, suffix: str, write: Callable[[IO[bytes]], Any]) -> None:
         """Atomically write the file of ``key`` and drop its file of the other format."""
         directory = self._storage_dir()
-        _atomic_write(directory / f"{_file_stem(key)}{suffix}", write)
+        atomic_write(directory / f"{_file_stem(key)}{suffix}", write)
         other = _JSON if suffix == _NPY else _NPY
         with contextlib.suppress(FileNotFoundError):
             (directory / f"{_file_stem(key)}{other}").unlink()
@@ -688,7 +673,7 @@ class Saver:
             raise ValueError(f"key {key[:40]!r}... is too long for a model file name")
         model_dir = self._storage_dir() / _MODEL_DIR
         model_dir.mkdir(exist_ok=True)
-        _atomic_write(model_dir / name, lambda stream: torch.save(dict(state_dict), stream))
+        atomic_write(model_dir / name, lambda stream: torch.save(dict(state_dict), stream))
         return f"{_MODEL_DIR}/{name}"
 
     def _remove_model_files(self, key: str, keep: str | None = None) -> None:
@@ -716,14 +701,14 @@ class Saver:
             return
         removed = 0
         for entry in root.iterdir():
-            own_tmp = entry.name.startswith(".") and entry.name.endswith(_TMP)
+            own_tmp = entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX)
             if entry.is_file() and (_key_of_file(entry.name) is not None or own_tmp):
                 entry.unlink()
                 removed += 1
         model_dir = root / _MODEL_DIR
         if model_dir.is_dir():
             for entry in model_dir.iterdir():
-                if entry.is_file() and entry.suffix in (_MODEL_SUFFIX, _TMP):
+                if entry.is_file() and entry.suffix in (_MODEL_SUFFIX, TMP_SUFFIX):
                     entry.unlink()
                     removed += 1
             with contextlib.suppress(OSError):

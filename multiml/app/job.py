@@ -22,8 +22,9 @@ from omegaconf import DictConfig
 
 from multiml.app import build
 from multiml.app.devices import DeviceLease, lock_scope
-from multiml.app.run import prepare, write_json, write_text_atomic
+from multiml.app.run import prepare, write_json
 from multiml.app.sweep import DONE, FAILED, RESULT_FILE, record_progress
+from multiml.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def run_combination_job(cfg: DictConfig, output_dir: Path, sweep_dir: Path) -> f
         except BaseException as exc:
             error, trace = _failure_of(agent, exc)
             record.update(status=FAILED, error=error)
-            write_text_atomic(output_dir / TRACEBACK_FILE, trace)
+            atomic_write_text(output_dir / TRACEBACK_FILE, trace)
             raise
         finally:
             finished = time.time()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from omegaconf import DictConfig
 
 from multiml.app import build
 from multiml.app.build import ConfigError
+from multiml.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -34,22 +34,14 @@ def _json_default(obj: Any) -> Any:
     return canonical(obj)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file atomically (temporary file + rename): a killed run never leaves half a
-    file behind."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, obj: Any) -> None:
-    """Write one JSON document atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    """Write one JSON document atomically (a killed run never leaves half a file)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write one JSON object per line, atomically."""
-    write_text_atomic(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+    atomic_write_text(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
 
 
 def set_threads(num_threads: int) -> None:

@@ -122,10 +122,10 @@ def start_progress(sweep_dir: Path, planned: int, skipped: int) -> None:
     Jobs append one line each as they finish (:func:`record_progress`), so reporting
     progress costs one small read instead of reading every job's result.
     """
-    from multiml.app.run import write_text_atomic
+    from multiml.fileio import atomic_write_text
 
     header = json.dumps({"planned": planned, "skipped": skipped})
-    write_text_atomic(sweep_dir / PROGRESS_FILE, header + "\n")
+    atomic_write_text(sweep_dir / PROGRESS_FILE, header + "\n")
 
 
 def record_progress(sweep_dir: Path, key: str, status: str) -> tuple[int, int, int]:
@@ -199,7 +199,8 @@ def aggregate(
     ``failed_jobs`` and ``missing_jobs`` (keys).
     """
     from multiml.agent.report import result_table
-    from multiml.app.run import write_json, write_text_atomic
+    from multiml.app.run import write_json
+    from multiml.fileio import atomic_write_text
 
     rows: list[dict[str, Any]] = []
     done: list[dict[str, Any]] = []
@@ -238,7 +239,7 @@ def aggregate(
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(sweep_dir / RESULTS_CSV, buffer.getvalue())
+    atomic_write_text(sweep_dir / RESULTS_CSV, buffer.getvalue())
 
     best = _best(done, metric_type)
     summary = {

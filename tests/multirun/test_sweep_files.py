@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from multiml import fileio
 from multiml.app import sweep
-from multiml.app.run import write_json, write_text_atomic
+from multiml.app.run import write_json
 from multiml.app.sweep import PlannedJob
+from multiml.fileio import atomic_write_text
 
 
 # ------------------------------------------------------------------------- job keys
@@ -68,13 +70,11 @@ def test_a_write_killed_halfway_leaves_the_previous_result(tmp_path: Path, monke
     job_dir = tmp_path / "c0000"
     job_dir.mkdir()
     write_json(job_dir / "result.json", {"status": "failed", "error": "boom"})
-    real_write_text = Path.write_text
 
-    def killed_midway(self: Path, text: str, *args: Any, **kwargs: Any) -> int:
-        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
-        raise KeyboardInterrupt  # the process dies here
+    def killed_midway(fd: int) -> None:
+        raise KeyboardInterrupt  # the process dies after writing, before the rename
 
-    monkeypatch.setattr(Path, "write_text", killed_midway)
+    monkeypatch.setattr(fileio.os, "fsync", killed_midway)
     with pytest.raises(KeyboardInterrupt):
         write_json(job_dir / "result.json", {"status": "done", "metric_value": 1.0})
     monkeypatch.undo()
@@ -82,9 +82,9 @@ def test_a_write_killed_halfway_leaves_the_previous_result(tmp_path: Path, monke
     assert not sweep.is_done(job_dir)
     # the same with no earlier result: still not done
     (job_dir / "result.json").unlink()
-    monkeypatch.setattr(Path, "write_text", killed_midway)
+    monkeypatch.setattr(fileio.os, "fsync", killed_midway)
     with pytest.raises(KeyboardInterrupt):
-        write_text_atomic(job_dir / "result.json", json.dumps({"status": "done"}))
+        atomic_write_text(job_dir / "result.json", json.dumps({"status": "done"}))
     monkeypatch.undo()
     assert not (job_dir / "result.json").exists()
     assert not sweep.is_done(job_dir)
