@@ -77,7 +77,7 @@ class _TaskLayout:
     size: int  # sum of subtask grid sizes: the radix of this task's digit
 
 
-def _grid_size(hps: Hyperparameters) -> int:
+def grid_size(hps: Hyperparameters) -> int:
     """Grid points of a subtask: a subtask without hyperparameters runs once, with ``{}``."""
     return len(hps) if hps.get_hp_names() else 1
 
@@ -376,7 +376,7 @@ class TaskScheduler:
                 grid = info.hps.to_dict() or "{}"
                 lines.append(
                     f"    subtask {info.subtask_id!r}: {type(info.env).__name__}, "
-                    f"{_grid_size(info.hps)} point(s), hps={grid}"
+                    f"{grid_size(info.hps)} point(s), hps={grid}"
                 )
         logger.info("\n".join(lines))
 
@@ -547,7 +547,7 @@ class TaskScheduler:
             layout = []
             for task_id in _topological_order(dag_ids, parents):
                 subtasks = tuple(self._tasks[task_id].subtasks.values())
-                sizes = [_grid_size(info.hps) for info in subtasks]
+                sizes = [grid_size(info.hps) for info in subtasks]
                 starts = tuple(itertools.accumulate(sizes, initial=0))
                 layout.append(_TaskLayout(task_id, subtasks, starts[:-1], starts[-1]))
             self._layout = tuple(layout)

@@ -14,15 +14,17 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from multiml.agent.sampling import draw_indices
+from multiml.hyperparameter import Hyperparameters
+from multiml.task_scheduler import grid_size
 
 SEARCH_AGENTS = ("RandomSearchAgent", "ConnectionRandomSearchAgent")
 SINGLE_AGENTS = ("SequentialAgent",)
 
 
-def grid_size(hps: Any) -> int:
-    """Points of one subtask's grid: the product of its value-list lengths (a scalar is 1)."""
+def subtask_grid_size(hps: Any) -> int:
+    """Points of one subtask's grid, counted exactly as the TaskScheduler counts them."""
     values = OmegaConf.to_container(hps) if OmegaConf.is_config(hps) else (hps or {})
-    return math.prod(len(v) if isinstance(v, list) else 1 for v in values.values())
+    return grid_size(Hyperparameters(values))
 
 
 def combination_count(task: DictConfig) -> int:
@@ -30,7 +32,7 @@ def combination_count(task: DictConfig) -> int:
     counts = []
     for step in task.steps.values():
         subtasks = [sub for sub in step.subtasks.values() if sub is not None]
-        counts.append(sum(grid_size(sub.hps) for sub in subtasks))
+        counts.append(sum(subtask_grid_size(sub.hps) for sub in subtasks))
     return math.prod(counts) if counts else 0
 
 
