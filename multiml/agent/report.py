@@ -10,9 +10,28 @@ job  step0         step1  acc
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
+
+
+def best_result(results: Sequence[dict[str, Any]], metric_type: str) -> dict[str, Any] | None:
+    """The best result by ``metric_type`` (``'max'``/``'min'``); a missing or NaN metric
+    counts as worst, ties go to the earliest. None when there are no results.
+
+    >>> best_result([{'metric_value': 0.2}, {'metric_value': 0.7}], 'min')
+    {'metric_value': 0.2}
+    """
+    if not results:
+        return None
+    sign = 1.0 if metric_type == "max" else -1.0
+
+    def score(result: dict[str, Any]) -> float:
+        value = result.get("metric_value")
+        return -math.inf if value is None or math.isnan(value) else sign * value
+
+    return max(results, key=score)
 
 
 def format_value(value: Any) -> str:

@@ -29,7 +29,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Sequence
@@ -198,7 +197,7 @@ def aggregate(
     ``best_key``, ``counts`` (``planned``, ``done``, ``failed``, ``missing``, ``skipped``),
     ``failed_jobs`` and ``missing_jobs`` (keys).
     """
-    from multiml.agent.report import result_table
+    from multiml.agent.report import best_result, result_table
     from multiml.app.run import write_json
     from multiml.fileio import atomic_write_text
 
@@ -241,7 +240,7 @@ def aggregate(
     writer.writerows(rows)
     atomic_write_text(sweep_dir / RESULTS_CSV, buffer.getvalue())
 
-    best = _best(done, metric_type)
+    best = best_result(done, metric_type)
     summary = {
         "metric": metric_name,
         "metric_type": metric_type,
@@ -300,15 +299,3 @@ RESULT_KEYS = ("task_ids", "subtask_ids", "job_id", "trial_id", "subtask_hps", "
 def _result_only(record: dict[str, Any]) -> dict[str, Any]:
     keys = (*RESULT_KEYS, "metric_values") if "metric_values" in record else RESULT_KEYS
     return {key: record[key] for key in keys}
-
-
-def _best(records: Sequence[dict[str, Any]], metric_type: str) -> dict[str, Any] | None:
-    if not records:
-        return None
-    sign = 1.0 if metric_type == "max" else -1.0
-
-    def score(record: dict[str, Any]) -> float:
-        value = record["metric_value"]
-        return -math.inf if value is None or math.isnan(value) else sign * value
-
-    return max(records, key=score)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from multiml.agent.basic.sequential import SequentialAgent
 from multiml.agent.prefix_cache import restore_saver_entry, snapshot_saver_entry
-from multiml.agent.report import format_metric, result_table
+from multiml.agent.report import best_result, format_metric, result_table
 from multiml.agent.sampling import draw_indices
 from multiml.agent.seeding import stable_key
 from multiml.agent.workers import JobOutcome, SlotPool, Unit, failure
@@ -342,13 +342,7 @@ class RandomSearchAgent(SequentialAgent):
 
     def best_of(self, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """The best result by ``metric_type`` (NaN counts as worst; ties: the earliest)."""
-        sign = 1.0 if self.metric_type == "max" else -1.0
-
-        def score(result: dict[str, Any]) -> float:
-            value = result["metric_value"]
-            return -math.inf if math.isnan(value) else sign * value
-
-        return max(results, key=score)
+        return best_result(results, self.metric_type)
 
     def finalize(self) -> None:
         """Log the result table; store ``saver['result']`` (and ``saver['history']``)."""
