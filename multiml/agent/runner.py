@@ -279,9 +279,13 @@ class CombinationRunner:
         env.subtask_id = st.subtask_id
         env.job_id = job_id
         env.trial_id = trial
-        if self.device is not None and getattr(env, "device", None) in AUTO_DEVICES:
-            env.device = self.device
+        self._pin_device(env)
         return env
+
+    def _pin_device(self, task: Any) -> None:
+        """Run a task whose device is ``'auto'``/``'cuda'`` on this runner's slot device."""
+        if self.device is not None and getattr(task, "device", None) in AUTO_DEVICES:
+            task.device = self.device
 
     def _configure(self, st: subtasktuple, env: Any) -> dict[str, Any]:
         env.reset_hps()
@@ -392,8 +396,7 @@ class CombinationRunner:
                 job_id,
                 trial,
             )
-            if self.device is not None and task.device in AUTO_DEVICES:
-                task.device = self.device
+            self._pin_device(task)
             task.execute()
             task.finalize()
         self.tracker.log_step(run_name(job_id, trial), "connection", name, task.history, {})

@@ -256,17 +256,25 @@ def build_metric(cfg: DictConfig) -> Any:
 
 # ----------------------------------------------------------------------------- agent
 def build_agent(
-    cfg: DictConfig, storegate: Any, saver: Any, ts: Any, metric: Any, device: str | None = None
+    cfg: DictConfig,
+    storegate: Any,
+    saver: Any,
+    ts: Any,
+    metric: Any,
+    device: str | None = None,
+    devices: list[str] | None = None,
 ) -> Any:
     """The agent of ``cfg.agent`` over the built store, saver, scheduler and metric.
 
     ``cfg.devices`` with one entry runs combinations in this process on that device;
     several entries become the agent's worker slots (unless ``agent.num_workers`` is set).
-    ``device`` forces in-process execution on that device (a multirun job).
+    ``device`` forces in-process execution on that device (a multirun job). ``devices`` is
+    ``cfg.devices`` already resolved (resolved here when not given).
     """
     options = to_python(cfg.agent)
     target = options["_target_"]
-    devices = resolve_devices(list(cfg.devices))
+    if devices is None:
+        devices = resolve_devices(list(cfg.devices))
     in_process_device = device
     if device is not None:
         if "num_workers" in options:

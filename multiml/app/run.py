@@ -63,14 +63,16 @@ def prepare(cfg: DictConfig, output_dir: Path, device: str | None = None) -> Any
     from multiml.saver import Saver
 
     build.check_requirements(cfg)
-    build.resolve_devices(list(cfg.devices))
+    devices = build.resolve_devices(list(cfg.devices))  # before any data is loaded
     set_threads(cfg.num_threads)
     storegate = build.build_storegate(cfg)
     task_scheduler = build.build_task_scheduler(cfg)
     build.check_wiring(cfg, storegate, task_scheduler)
     metric = build.build_metric(cfg)
     saver = Saver(save_dir=str(output_dir / "saver"))
-    agent = build.build_agent(cfg, storegate, saver, task_scheduler, metric, device=device)
+    agent = build.build_agent(
+        cfg, storegate, saver, task_scheduler, metric, device=device, devices=devices
+    )
     if cfg.tensorboard:
         from multiml.app.tracking import TensorBoardTracker
 
