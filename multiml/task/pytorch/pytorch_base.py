@@ -544,9 +544,7 @@ class _EarlyStopping:
     """Track the best validation loss and the weights that reached it."""
 
     def __init__(self, patience: int) -> None:
-        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
-            raise ValueError(f"max_patience={patience!r}: expected a non-negative int or None")
-        self.patience = patience
+        self.patience = patience  # validated when max_patience is set (MLBaseTask)
         self.best = float("inf")
         self.best_state: dict[str, torch.Tensor] | None = None
         self.waited = 0
