@@ -9,8 +9,40 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+
+def check_samplings(samplings: Any, key: str = "samplings") -> int | list[int] | None:
+    """Validate a ``samplings`` setting: None, a positive int, or a non-empty list of
+    distinct combination indices (numpy integers and arrays accepted).
+
+    Raises:
+        ValueError: naming ``key``, the value and what is allowed.
+    """
+    if samplings is None:
+        return None
+    if isinstance(samplings, int | np.integer) and not isinstance(samplings, bool):
+        if samplings < 1:
+            raise ValueError(f"{key}={samplings}: expected a positive int or a list")
+        return int(samplings)
+    if isinstance(samplings, np.ndarray):
+        samplings = samplings.tolist()
+    if isinstance(samplings, Sequence) and not isinstance(samplings, str):
+        values = list(samplings)
+        if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{key}={values!r}: a list must hold combination indices")
+        if not values:
+            raise ValueError(f"{key}=[]: give at least one combination index")
+        repeated = sorted({int(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(
+                f"{key}={values} lists the indices {repeated} more than once (repeated: "
+                f"{repeated}); a list names distinct combination indices"
+            )
+        return [int(v) for v in values]
+    raise ValueError(f"{key}={samplings!r}: expected an int, a list of indices or None")
 
 
 def draw_indices(total: int, samplings: int | Sequence[int], seed: int) -> list[int]:

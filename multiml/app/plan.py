@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from multiml.agent.sampling import draw_indices
+from multiml.agent.sampling import check_samplings, draw_indices
 from multiml.hyperparameter import Hyperparameters
 from multiml.task_scheduler import grid_size
 
@@ -64,20 +64,10 @@ def plan_search(cfg: DictConfig) -> list[PlannedCombination]:
     if agent_class in SEARCH_AGENTS:
         samplings = cfg.agent.samplings
         if OmegaConf.is_list(samplings):
-            samplings = list(OmegaConf.to_container(samplings))
+            samplings = OmegaConf.to_container(samplings)
+        samplings = check_samplings(samplings, "agent.samplings")
         if samplings is None:
             raise ValueError("agent.samplings is not set: give a number or a list of indices")
-        if isinstance(samplings, int) and samplings < 1:
-            raise ValueError(f"agent.samplings={samplings}: expected a positive int or a list")
-        if isinstance(samplings, list):
-            repeated = sorted({i for i in samplings if samplings.count(i) > 1})
-            if repeated or not samplings:
-                raise ValueError(
-                    f"agent.samplings={samplings}: a list names distinct combination indices "
-                    f"(repeated: {repeated})"
-                    if repeated
-                    else "agent.samplings=[]: give at least one combination index"
-                )
         indices = draw_indices(total, samplings, int(cfg.agent.seed))
         return [PlannedCombination(index, counter) for counter, index in enumerate(indices)]
     return [PlannedCombination(index, index) for index in range(total)]

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from multiml.agent.basic.sequential import SequentialAgent
 from multiml.agent.prefix_cache import restore_saver_entry, snapshot_saver_entry
 from multiml.agent.report import best_result, format_metric, result_table
-from multiml.agent.sampling import draw_indices
+from multiml.agent.sampling import check_samplings, draw_indices
 from multiml.agent.seeding import stable_key
 from multiml.agent.workers import JobOutcome, SlotPool, Unit, failure
 from multiml.devices import check_devices_exist, device_names
@@ -75,7 +75,7 @@ class RandomSearchAgent(SequentialAgent):
         methods = multiprocessing.get_all_start_methods()
         if context not in methods:
             raise ValueError(f"context={context!r}: allowed start methods here are {methods}")
-        self._samplings = self._check_samplings(samplings)
+        self._samplings = check_samplings(samplings)
         self._seed = seed
         self._metric_type = metric_type
         self._devices = self._slot_devices(num_workers)
@@ -90,26 +90,6 @@ class RandomSearchAgent(SequentialAgent):
         """Expert switch: run every combination in a fresh worker process."""
 
     # ----------------------------------------------------------- validation
-    @staticmethod
-    def _check_samplings(samplings: Any) -> int | list[int] | None:
-        if samplings is None:
-            return None
-        if isinstance(samplings, int | np.integer) and not isinstance(samplings, bool):
-            if samplings < 1:
-                raise ValueError(f"samplings={samplings}: expected a positive int or a list")
-            return int(samplings)
-        if isinstance(samplings, np.ndarray):
-            samplings = samplings.tolist()
-        if isinstance(samplings, Sequence) and not isinstance(samplings, str):
-            values = list(samplings)
-            if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
-                raise ValueError(f"samplings={values!r}: a list must hold combination indices")
-            duplicates = sorted({v for v in values if values.count(v) > 1})
-            if duplicates:
-                raise ValueError(f"samplings lists indices {duplicates} more than once")
-            return [int(v) for v in values]
-        raise ValueError(f"samplings={samplings!r}: expected an int, a list of indices or None")
-
     @staticmethod
     def _slot_devices(num_workers: Any) -> list[str | None] | None:
         if num_workers is None:
